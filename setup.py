@@ -1,0 +1,31 @@
+"""jaxgen: JAX/Flax image generative models. `pip install -e ".[test]"`."""
+from setuptools import find_packages, setup
+
+setup(
+    name="jaxgen",
+    version="0.1.0",
+    description="JAX/Flax research codebase for image generative models",
+    packages=find_packages(include=["jaxgen", "jaxgen.*"]),
+    python_requires=">=3.10",
+    # Ranges known to work together: JAX/Flax/Orbax API drift is the most common breakage of JAX
+    # codebases, so the upper bounds are the releases this code was tested with (+ patch releases).
+    install_requires=[
+        "jax>=0.10.2,<0.11",
+        "flax>=0.12.8,<0.13",
+        "optax>=0.2.8,<0.3",
+        "orbax-checkpoint>=0.12.8,<0.13",
+        "tensorflow-cpu>=2.21,<2.22; platform_machine=='x86_64'",
+        "tensorflow>=2.21,<2.22; platform_machine!='x86_64'",
+        "tensorflow-datasets>=4.9.10,<4.10",
+        "einops>=0.8",
+        "ml_collections>=1.1,<2",
+        "clu>=0.0.12",
+        "importlib_resources",
+        "pillow",
+        "tensorboard",
+        "numpy",
+        "scipy",
+        "absl-py",
+    ],
+    extras_require={"test": ["pytest>=8"]},
+)
