@@ -1,0 +1,1 @@
+"""Training methods, one file per family. Each implements `jaxgen.methods.base.Method`."""

@@ -1,0 +1,1 @@
+"""Pure Flax Linen modules, one file per family. Models know nothing of training."""

@@ -1,0 +1,1 @@
+"""Shared Flax layers used by several model families."""

@@ -1,0 +1,22 @@
+"""Name -> method lookup used by configs (`config.method`). Entries are import paths, so asking for one
+family never imports the others."""
+import importlib
+
+from jaxgen.methods.base import ConfigError, Method
+
+METHODS: dict[str, str] = {
+    "vae": "jaxgen.methods.vae:VAE",
+    "gan": "jaxgen.methods.gan:GAN",
+    "ddpm": "jaxgen.methods.diffusion:Diffusion",
+}
+
+
+def get_method_class(name: str) -> type[Method]:
+  if name not in METHODS:
+    raise ConfigError(f"Unknown method config.method={name!r}. Known methods: {sorted(METHODS)}.")
+  module, cls = METHODS[name].split(":")
+  return getattr(importlib.import_module(module), cls)
+
+
+def create_method(config) -> Method:
+  return get_method_class(config.method)(config)

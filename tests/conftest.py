@@ -1,0 +1,52 @@
+"""Shared pytest fixtures.
+
+Every test process sees 2 simulated CPU devices (so sharded code paths run), unless XLA_FLAGS already
+forces a count. Real datasets come from one setting: JAXGEN_TEST_DATA (default ../shared/datasets
+beside the repository); tests that need it skip with a clear reason when it is absent.
+"""
+import gzip
+import os
+import pathlib
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                             " --xla_force_host_platform_device_count=2").strip()
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import jaxgen  # noqa: E402,F401  (sets the CPU XLA defaults before JAX starts)
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TEST_DATA = pathlib.Path(os.environ.get("JAXGEN_TEST_DATA", REPO.parent / "shared" / "datasets"))
+
+
+@pytest.fixture(scope="session")
+def shared_datasets() -> pathlib.Path:
+  """The shared real datasets folder (see ../shared/datasets/README.md)."""
+  if not TEST_DATA.is_dir():
+    pytest.skip(f"real datasets not found at {TEST_DATA}; set JAXGEN_TEST_DATA to the folder "
+                "holding mnist/, fashion_mnist/, cifar10-jpeg.tar.gz, ...")
+  return TEST_DATA
+
+
+def _read_idx(path: pathlib.Path) -> np.ndarray:
+  with gzip.open(path, "rb") as f:
+    data = f.read()
+  ndim = data[3]
+  shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+  return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+@pytest.fixture(scope="session")
+def mnist_numpy(shared_datasets):
+  """Real MNIST as numpy (from the official idx files): dict split -> (images uint8 [N,28,28,1], labels)."""
+  d = shared_datasets / "mnist"
+  out = {}
+  for split, prefix in (("train", "train"), ("test", "t10k")):
+    x = _read_idx(d / f"{prefix}-images-idx3-ubyte.gz")[..., None]
+    y = _read_idx(d / f"{prefix}-labels-idx1-ubyte.gz").astype(np.int32)
+    out[split] = (x, y)
+  return out
