@@ -36,6 +36,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.ckpt_every = 1000
   c.train.keep_ckpts = 3
   c.train.eval_every = 0              # 0 = never; else run --mode eval's metrics every N steps
+  c.train.ema_decay = 0.0             # 0 = no EMA (state.ema_params is None); e.g. 0.9999 for DDPM
 
   c.eval = ml_collections.ConfigDict()
   c.eval.batch_size = 256

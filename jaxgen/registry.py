@@ -8,6 +8,7 @@ METHODS: dict[str, str] = {
     "vae": "jaxgen.methods.vae:VAE",
     "gan": "jaxgen.methods.gan:GAN",
     "ddpm": "jaxgen.methods.diffusion:Diffusion",
+    "noisy_classifier": "jaxgen.methods.diffusion:NoisyClassifier",
 }
 
 
