@@ -13,6 +13,13 @@ METHODS: dict[str, str] = {
 
 
 def get_method_class(name: str) -> type[Method]:
+  """A registered name, or an import path "package.module:Class" for methods living outside jaxgen."""
+  if ":" in name and name not in METHODS:
+    module, cls = name.split(":")
+    try:
+      return getattr(importlib.import_module(module), cls)
+    except (ImportError, AttributeError) as e:
+      raise ConfigError(f"config.method={name!r} cannot be imported ({e}).") from e
   if name not in METHODS:
     raise ConfigError(f"Unknown method config.method={name!r}. Known methods: {sorted(METHODS)}.")
   module, cls = METHODS[name].split(":")

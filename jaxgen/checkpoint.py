@@ -1,0 +1,93 @@
+"""Orbax checkpoints of the whole TrainState: async save, keep N, restore onto any mesh.
+
+A checkpoint that cannot be restored (a run killed mid-save on a filesystem without atomic renames,
+a truncated or corrupted file) is skipped in favour of the previous good one, with a warning. It is
+moved aside to `<workdir>/checkpoints_corrupt/<step>` (never deleted), so its step number can be
+saved again and nothing already written is lost.
+"""
+import os
+import shutil
+from typing import Any, Optional
+
+import jax
+import orbax.checkpoint as ocp
+from absl import logging
+
+from jaxgen.state import TrainState
+
+
+class CheckpointError(RuntimeError):
+  """No usable checkpoint where one was required."""
+
+
+class Checkpointer:
+  """Wraps orbax's CheckpointManager for `<workdir>/checkpoints`."""
+
+  def __init__(self, workdir: str, *, keep: int = 3, async_save: bool = True):
+    self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+    self.corrupt_dir = os.path.abspath(os.path.join(workdir, "checkpoints_corrupt"))
+    self._manager = ocp.CheckpointManager(
+        self.directory,
+        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                             enable_async_checkpointing=async_save))
+
+  def all_steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
+
+  def latest_step(self) -> Optional[int]:
+    steps = self.all_steps()
+    return steps[-1] if steps else None
+
+  def save(self, state: TrainState, *, force: bool = False) -> bool:
+    """Starts an (async) save of `state` at its step. Returns False if that step is already saved."""
+    step = int(jax.device_get(state.step))
+    if step in self._manager.all_steps():
+      return False
+    return self._manager.save(step, args=ocp.args.StandardSave(state), force=force)
+
+  def wait(self) -> None:
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.wait_until_finished()
+    self._manager.close()
+
+  def restore(self, abstract_state: Any, step: Optional[int] = None) -> Optional[TrainState]:
+    """Restores onto the shardings in `abstract_state` (jax.ShapeDtypeStruct leaves with .sharding).
+
+    step=None: the latest checkpoint that restores, skipping (and moving aside) broken ones; None if
+    there is no checkpoint at all. An explicit step that is missing or broken raises CheckpointError.
+    """
+    steps = self.all_steps()
+    if step is not None:
+      if step not in steps:
+        raise CheckpointError(f"No checkpoint for step {step} in {self.directory}; "
+                              f"available steps: {steps}.")
+      try:
+        return self._restore(abstract_state, step)
+      except Exception as e:  # pylint: disable=broad-except
+        raise CheckpointError(f"Checkpoint {step} in {self.directory} cannot be restored ({e!r}); "
+                              f"pick another of {steps} with --checkpoint_step.") from e
+    for s in reversed(steps):
+      try:
+        return self._restore(abstract_state, s)
+      except Exception as e:  # pylint: disable=broad-except
+        logging.warning("Checkpoint at step %d in %s is partial or corrupt and is skipped (%r); "
+                        "trying the previous one.", s, self.directory, e)
+        self._move_aside(s)
+    return None
+
+  def _restore(self, abstract_state: Any, step: int) -> TrainState:
+    return self._manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+
+  def _move_aside(self, step: int) -> None:
+    src = os.path.join(self.directory, str(step))
+    if jax.process_index() == 0 and os.path.isdir(src):
+      os.makedirs(self.corrupt_dir, exist_ok=True)
+      dst = os.path.join(self.corrupt_dir, str(step))
+      if os.path.exists(dst):
+        dst += f".{len(os.listdir(self.corrupt_dir))}"
+      shutil.move(src, dst)
+      logging.warning("Moved unreadable checkpoint %s to %s.", src, dst)
+    # Re-read the directory so orbax does not consider the moved step.
+    self._manager.reload()

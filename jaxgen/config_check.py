@@ -1,0 +1,42 @@
+"""Config validation, run before anything compiles: every bad value stops with its name and the fix."""
+import jax
+import ml_collections
+
+from jaxgen import parallel, registry
+from jaxgen.methods.base import ConfigError, Method
+
+
+def _check_batch(name: str, batch: int, shards: int, processes: int) -> None:
+  if batch <= 0 or batch % shards:
+    raise ConfigError(
+        f"{name}={batch} is not divisible by the {shards} devices the batch is split over "
+        f"(mesh data x fsdp). Use a multiple of {shards}, e.g. --config.{name.removeprefix('config.')}="
+        f"{max(shards, (max(batch, 1) // shards) * shards)}.")
+  if batch % processes:
+    raise ConfigError(f"{name}={batch} is not divisible by the {processes} processes; use a multiple "
+                      f"of {processes}.")
+
+
+def validate(config: ml_collections.ConfigDict, *, check_data: bool = True,
+             num_devices: int | None = None, process_count: int | None = None) -> Method:
+  """Checks the config and returns the method it names. Raises ConfigError on the first bad value."""
+  method = registry.create_method(config)
+  num_devices = jax.device_count() if num_devices is None else num_devices
+  process_count = jax.process_count() if process_count is None else process_count
+  shards = parallel.num_batch_shards(config.mesh, num_devices)
+  _check_batch("config.train.batch_size", config.train.batch_size, shards, process_count)
+  _check_batch("config.eval.batch_size", config.eval.batch_size, shards, process_count)
+  if config.train.num_steps < 0:
+    raise ConfigError(f"config.train.num_steps={config.train.num_steps} must be >= 0.")
+  for key in ("log_every", "ckpt_every", "sample_every", "eval_every"):
+    if config.train[key] < 0:
+      raise ConfigError(f"config.train.{key}={config.train[key]} must be >= 0 (0 = never).")
+  if config.train.log_every == 0:
+    raise ConfigError("config.train.log_every=0: logging cannot be disabled; use a large value instead.")
+  if not 0.0 <= config.train.ema_decay < 1.0:
+    raise ConfigError(f"config.train.ema_decay={config.train.ema_decay} must be in [0, 1).")
+  if check_data:
+    from jaxgen import data  # pylint: disable=g-import-not-at-top  (TF only where data is read)
+    data.validate(config.data)
+  method.validate()
+  return method
