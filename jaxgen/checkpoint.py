@@ -16,6 +16,15 @@ from absl import logging
 from jaxgen.state import TrainState
 
 
+def _quiet_orbax(record) -> bool:
+  """Drops orbax's INFO chatter (dozens of lines per save) so the trainer's progress lines stay
+  readable; its warnings and errors still show."""
+  return record.levelno >= 30 or "orbax" not in record.pathname
+
+
+logging.get_absl_logger().addFilter(_quiet_orbax)
+
+
 class CheckpointError(RuntimeError):
   """No usable checkpoint where one was required."""
 
