@@ -1,0 +1,261 @@
+"""Data sources: a split of a dataset as random-access examples, read by integer index.
+
+Each source gives an `Examples`: its size and `read(index) -> dict of numpy arrays` for a batch of
+int64 indices [n]. Array-like sources return "image" uint8 [n, h, w, c] (one fixed size); file
+sources return "path" (bytes [n]) and the pipeline decodes them in TF. Optional "label" int32 [n] and
+"caption_tokens" int32 [n, caption_max_len]. Only the "tfds" source imports TensorFlow (lazily), so
+validating the other sources is TF-free and fast.
+"""
+import dataclasses
+import functools
+import json
+import os
+from typing import Callable, Optional
+
+import numpy as np
+
+from jaxgen.data import shapes
+from jaxgen.data import text
+from jaxgen.methods.base import ConfigError
+
+SOURCES = ("shapes", "tfds", "folder", "captions", "arrays")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+CAPTIONS_FILE = "captions.jsonl"
+# Datasets `python -m jaxgen.data.prepare` can build offline from local files.
+PREPARABLE = {"mnist": "the 4 MNIST idx .gz files", "fashion_mnist": "the 4 Fashion-MNIST idx .gz files",
+              "cifar10": "cifar-10-binary.tar.gz"}
+
+_REGISTERED: dict[str, tuple[np.ndarray, Optional[np.ndarray]]] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Examples:
+  """One split of a source. `read` is None when the split was only checked, not loaded.
+
+  size: number of examples (indices are [0, size)).
+  spec: read's outputs, name -> (numpy dtype, shape after the batch dimension).
+  num_classes: labels lie in [0, num_classes) (the classes the source defines); 0 = unlabelled.
+  """
+  size: int
+  spec: dict[str, tuple[type, tuple[int, ...]]]
+  num_classes: int
+  read: Optional[Callable[[np.ndarray], dict[str, np.ndarray]]]
+
+
+def _checked_arrays(what: str, images, labels) -> tuple[np.ndarray, Optional[np.ndarray]]:
+  images = np.asarray(images)
+  if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
+    raise ConfigError(f"{what}: images must be uint8 [N, H, W, C] with C in 1/3/4, got "
+                      f"{images.dtype} {images.shape}.")
+  if labels is not None:
+    labels = np.asarray(labels)
+    if labels.shape != images.shape[:1] or not np.issubdtype(labels.dtype, np.integer):
+      raise ConfigError(f"{what}: labels must be int [{len(images)}], got {labels.dtype} "
+                        f"{labels.shape}.")
+    labels = labels.astype(np.int32)
+  return images, labels
+
+
+def register_arrays(name: str, images: np.ndarray, labels: Optional[np.ndarray] = None) -> None:
+  """Makes in-memory arrays available as source="arrays", data.name=name.
+
+  images: uint8 [N, H, W, C], C in {1, 3, 4}; labels: int [N] in [0, num_classes) or None.
+  """
+  _REGISTERED[name] = _checked_arrays(f"register_arrays({name!r})", images, labels)
+
+
+def get(data_cfg, split: str, load: bool) -> Optional[Examples]:
+  """The split's examples (ConfigError if they cannot be read). load=False only checks: nothing
+  is decoded or loaded into memory, and `read` is None. Returns None only for a TFDS dataset that is
+  not prepared yet while data.download is True (it is prepared when loading)."""
+  source = data_cfg.source
+  if source not in SOURCES:
+    raise ConfigError(f"Unknown data.source={source!r}; use one of {SOURCES}.")
+  ex = globals()[f"_{source}"](data_cfg, split, load)
+  cap = data_cfg.get("num_train_examples", -1)
+  if ex is not None and split == data_cfg.train_split and 0 < cap < ex.size:
+    ex = dataclasses.replace(ex, size=cap)  # Indices [0, cap) = the first `cap` examples.
+  if ex is not None and ex.size == 0:
+    raise ConfigError(f"data.source={source!r} split {split!r} has no examples.")
+  return ex
+
+
+def _array_examples(images: np.ndarray, labels: Optional[np.ndarray], num_classes: int,
+                    load: bool) -> Examples:
+  spec = {"image": (np.uint8, images.shape[1:])}
+  if labels is not None:
+    spec["label"] = (np.int32, ())
+
+  def read(index):
+    out = {"image": images[index]}
+    if labels is not None:
+      out["label"] = labels[index]
+    return out
+  return Examples(len(images), spec, num_classes, read if load else None)
+
+
+def _shapes(data_cfg, split: str, load: bool) -> Examples:
+  if split not in shapes.SPLIT_SIZES:
+    raise ConfigError(f"data.source='shapes' has splits {list(shapes.SPLIT_SIZES)}, not {split!r}; "
+                      "set data.train_split / data.eval_split accordingly.")
+  size, max_len = data_cfg.image_size, data_cfg.caption_max_len
+  spec = {"image": (np.uint8, (size, size, 3)), "label": (np.int32, ()),
+          "caption_tokens": (np.int32, (max_len,))}
+  read = functools.partial(shapes.draw, split=split, size=size, caption_max_len=max_len)
+  # Training on more than SPLIT_SIZES["train"] examples is allowed via num_train_examples.
+  n = shapes.SPLIT_SIZES[split]
+  if split == data_cfg.train_split and data_cfg.get("num_train_examples", -1) > 0:
+    n = data_cfg.num_train_examples
+  return Examples(n, spec, shapes.NUM_CLASSES, read if load else None)
+
+
+def _arrays(data_cfg, split: str, load: bool) -> Examples:
+  del split  # Registered arrays and .npz files are one set, used for every split.
+  if data_cfg.get("path"):
+    path = data_cfg.path
+    if not os.path.isfile(path):
+      raise ConfigError(f"data.path={path!r} (source='arrays') is not a file; give a .npz with "
+                        "'image' uint8 [N,H,W,C] and optional 'label' int [N].")
+    with np.load(path) as f:
+      if "image" not in f:
+        raise ConfigError(f"data.path={path!r} has arrays {list(f.keys())} but no 'image'.")
+      images, labels = _checked_arrays(path, f["image"], f["label"] if "label" in f else None)
+  else:
+    if data_cfg.name not in _REGISTERED:
+      raise ConfigError(f"data.name={data_cfg.name!r} is not registered (source='arrays'); call "
+                        f"jaxgen.data.register_arrays first (registered: {sorted(_REGISTERED)}) or set "
+                        "data.path to an .npz.")
+    images, labels = _REGISTERED[data_cfg.name]
+  num_classes = 0 if labels is None else int(labels.max()) + 1
+  return _array_examples(images, labels, num_classes, load)
+
+
+@functools.lru_cache(maxsize=8)
+def _list_folder(root: str, split: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[int, ...]]:
+  """(class names, file paths, labels) of root/<split>/<class>/*.{png,jpg,jpeg}, sorted. Class names
+  are the sorted union over all splits' class folders, so a label means the same class in every split."""
+  classes = sorted({c for s in os.listdir(root) if os.path.isdir(os.path.join(root, s))
+                    for c in os.listdir(os.path.join(root, s))
+                    if os.path.isdir(os.path.join(root, s, c))})
+  paths, labels = [], []
+  for label, c in enumerate(classes):
+    d = os.path.join(root, split, c)
+    if os.path.isdir(d):
+      names = sorted(n for n in os.listdir(d) if n.lower().endswith(IMAGE_EXTENSIONS))
+      paths += [os.path.join(d, n) for n in names]
+      labels += [label] * len(names)
+  return tuple(classes), tuple(paths), tuple(labels)
+
+
+def _file_examples(paths, labels, tokens, num_classes: int, load: bool) -> Examples:
+  paths = np.array([p.encode() for p in paths], dtype=object)
+  spec = {"path": (object, ())}
+  if labels is not None:
+    labels = np.asarray(labels, np.int32)
+    spec["label"] = (np.int32, ())
+  if tokens is not None:
+    spec["caption_tokens"] = (np.int32, tokens.shape[1:])
+
+  def read(index):
+    out = {"path": paths[index]}
+    if labels is not None:
+      out["label"] = labels[index]
+    if tokens is not None:
+      out["caption_tokens"] = tokens[index]
+    return out
+  return Examples(len(paths), spec, num_classes, read if load else None)
+
+
+def _folder(data_cfg, split: str, load: bool) -> Examples:
+  root = data_cfg.path
+  if not root or not os.path.isdir(os.path.join(root, split)):
+    raise ConfigError(f"data.path={root!r} has no split folder {split!r}; source='folder' expects "
+                      "<path>/<split>/<class>/*.png|jpg|jpeg.")
+  classes, paths, labels = _list_folder(os.path.abspath(root), split)
+  if not paths:
+    raise ConfigError(f"No .png/.jpg/.jpeg images under {os.path.join(root, split)}/<class>/.")
+  return _file_examples(paths, labels, None, len(classes), load)
+
+
+def _captions(data_cfg, split: str, load: bool) -> Examples:
+  del split  # A captions folder is one set of examples, used for every split.
+  root = data_cfg.path
+  file = os.path.join(root, CAPTIONS_FILE)
+  if not root or not os.path.isfile(file):
+    raise ConfigError(f"data.path={root!r} (source='captions') must be a folder holding the images and "
+                      f"{CAPTIONS_FILE} (one JSON object per line with 'file_name' and 'caption').")
+  with open(file, encoding="utf-8") as f:
+    rows = [json.loads(line) for line in f if line.strip()]
+  paths = [os.path.join(root, r["file_name"]) for r in rows]
+  missing = [p for p in paths if not os.path.isfile(p)]
+  if missing:
+    raise ConfigError(f"{file} names {len(missing)} missing image(s), e.g. {missing[0]!r}.")
+  tokens = text.tokenize([r["caption"] for r in rows], data_cfg.caption_max_len)
+  return _file_examples(paths, None, tokens, 0, load)
+
+
+def prepare_command(name: str, data_dir: str) -> str:
+  """How to build TFDS dataset `name` in `data_dir` without a network, as a message."""
+  dd = data_dir or "~/tensorflow_datasets"
+  if name in PREPARABLE:
+    return (f"prepare it offline with `python -m jaxgen.data.prepare {name} --manual_dir DIR "
+            f"--data_dir {dd}` (DIR holding {PREPARABLE[name]}), or set data.download=True on a "
+            "machine with internet")
+  return (f"build it with `tfds build {name} --data_dir {dd}` (with --manual_dir for manually "
+          "downloaded files), or set data.download=True on a machine with internet")
+
+
+def _tfds_builder(data_cfg):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  name = data_cfg.name
+  if not name:
+    raise ConfigError("data.source='tfds' needs data.name (a TFDS name such as 'mnist').")
+  try:
+    return tfds.builder(name, data_dir=data_cfg.data_dir or None)
+  except tfds.core.registered.DatasetNotFoundError:
+    raise ConfigError(f"Unknown TFDS dataset data.name={name!r}; see "
+                      "https://www.tensorflow.org/datasets/catalog for names.") from None
+
+
+@functools.lru_cache(maxsize=4)
+def _tfds_arrays(name: str, data_dir: str, split: str) -> dict[str, np.ndarray]:
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  builder = tfds.builder(name, data_dir=data_dir or None)
+  return tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1, shuffle_files=False))
+
+
+def _tfds(data_cfg, split: str, load: bool) -> Optional[Examples]:
+  """A TFDS split, loaded whole into memory as numpy on first use (cached per process).
+
+  Trade-off: in-memory arrays make random access by index trivial and fast (MNIST 47 MB, CIFAR-10
+  150 MB) and work with every TFDS file format, but do not scale to ImageNet-size datasets; those
+  want `tfds.data_source` over array_record files (or source="folder").
+  """
+  builder = _tfds_builder(data_cfg)
+  name, data_dir = data_cfg.name, data_cfg.data_dir
+  if not builder.is_prepared():
+    if not data_cfg.download:
+      raise ConfigError(f"TFDS dataset {name!r} is not prepared in data.data_dir={data_dir!r} and "
+                        f"data.download=False: {prepare_command(name, data_dir)}.")
+    if not load:
+      return None
+    builder.download_and_prepare()
+  try:
+    size = builder.info.splits[split].num_examples
+  except (KeyError, ValueError):
+    raise ConfigError(f"TFDS dataset {name!r} has no split {split!r}; splits: "
+                      f"{list(builder.info.splits)}.") from None
+  features = builder.info.features
+  image = features["image"] if "image" in features else None
+  if image is None or None in image.shape:
+    raise ConfigError(f"TFDS dataset {name!r} has no fixed-size 'image' feature; source='tfds' "
+                      "supports datasets like mnist / cifar10 (use source='folder' otherwise).")
+  num_classes = features["label"].num_classes if "label" in features else 0
+  spec = {"image": (np.uint8, tuple(image.shape))}
+  if num_classes:
+    spec["label"] = (np.int32, ())
+  if not load:
+    return Examples(size, spec, num_classes, None)
+  arrays = _tfds_arrays(name, data_dir, split)
+  labels = arrays["label"].astype(np.int32) if num_classes else None
+  return _array_examples(arrays["image"], labels, num_classes, load=True)
