@@ -126,7 +126,7 @@ def test_sigkill_resume_reproduces_uninterrupted_losses(tmp_path):
   steps_before = max(_losses(run))
   assert steps_before < 12
   saved = checkpoint.Checkpointer(run).all_steps()
-  assert saved and max(saved) == 4 * (steps_before // 4) or max(saved) == 4 * (steps_before // 4) - 4
+  assert saved and max(saved) % 4 == 0 and 4 <= max(saved) <= steps_before
   subprocess.run(_cmd(run, *flags[:2]), env=_env(), check=True, capture_output=True, timeout=300)
   a, b = _losses(ref), _losses(run)
   assert sorted(b) == list(range(1, 13))
