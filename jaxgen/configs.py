@@ -1,5 +1,7 @@
 """Defaults shared by every experiment config. A config file under configs/ starts from `base_config()`
 and overrides what its family and dataset need; see configs/vae/mnist.py for the pattern."""
+import importlib.util
+
 import ml_collections
 
 
@@ -57,3 +59,15 @@ def base_config() -> ml_collections.ConfigDict:
   c.benchmark.steps = 5
   c.benchmark.batch_size = -1         # -1 = train.batch_size
   return c
+
+
+def load_config_file(spec: str) -> ml_collections.ConfigDict:
+  """`path/to/config.py[:arg]` -> that file's get_config(arg), the same syntax as --config. Lets one
+  config file build on another (configs/ is a folder of files, not a package)."""
+  path, _, arg = spec.partition(":")
+  module_spec = importlib.util.spec_from_file_location("_jaxgen_loaded_config", path)
+  if module_spec is None or not path.endswith(".py"):
+    raise ValueError(f"Cannot load the config file {path!r} (from {spec!r}); give a .py file path.")
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg or None)

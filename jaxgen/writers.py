@@ -16,7 +16,9 @@ class Writer:
       return
     os.makedirs(workdir, exist_ok=True)
     from clu import metric_writers  # pylint: disable=g-import-not-at-top  (imports TensorFlow)
-    self._tb = metric_writers.create_default_writer(workdir, asynchronous=False)
+    # The summary writer alone: the trainer prints its own progress line (CLU's default writer would
+    # log every scalar a second time).
+    self._tb = metric_writers.SummaryWriter(workdir)
     self._jsonl = open(os.path.join(workdir, filename), "a", encoding="utf-8")
 
   def scalars(self, step: int, scalars: Mapping[str, float]) -> None:
