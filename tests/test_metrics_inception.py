@@ -176,7 +176,8 @@ def test_fid_end_to_end_mnist_vs_fashion(shared_datasets, mnist_numpy, extractor
   fashion = _idx(shared_datasets / "fashion_mnist" / "t10k-images-idx3-ubyte.gz")[:N]
   calls = []
 
-  def eval_iterator(cfg, global_batch_size, split, num_examples):
+  def eval_iterator(cfg, global_batch_size, split, num_examples, process_index=None, process_count=None):
+    assert (process_index, process_count) == (0, 1)   # every process reads the whole split
     calls.append(split)
     x = test_images[:num_examples].astype(np.float32) / 127.5 - 1  # as jaxgen.data yields
     for i in range(0, len(x), global_batch_size):
