@@ -30,6 +30,17 @@ class TrainState:
   model_state: PyTree
   rng: jax.Array
 
+  def apply_gradients(self, tx: optax.GradientTransformation, grads: PyTree,
+                      ema_decay: float = 0.0) -> "TrainState":
+    """One optimizer step of the single-player case: params and opt_state updated by `tx`, the EMA
+    (if kept) moved toward the new params, step + 1."""
+    updates, opt_state = tx.update(grads, self.opt_state, self.params)
+    params = optax.apply_updates(self.params, updates)
+    ema = self.ema_params
+    if ema is not None:
+      ema = ema_update(ema, params, ema_decay)
+    return self.replace(step=self.step + 1, params=params, opt_state=opt_state, ema_params=ema)
+
   @classmethod
   def create(cls, *, params, opt_state, rng, ema_params=None, model_state=None) -> "TrainState":
     return cls(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state,

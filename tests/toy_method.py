@@ -13,7 +13,7 @@ import optax
 
 from jaxgen.methods.base import ConfigError, Method
 from jaxgen.optim import make_optimizer
-from jaxgen.state import TrainState, ema_update
+from jaxgen.state import TrainState
 
 
 class _Net(nn.Module):
@@ -58,13 +58,8 @@ class ToyDenoiser(Method):
     if self.config.model.get("sleep_s", 0.0):
       jax.debug.callback(lambda: time.sleep(self.config.model.sleep_s))
     tx = make_optimizer(self.config.optim, self.config.train.num_steps)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    ema = state.ema_params
-    if ema is not None:
-      ema = ema_update(ema, params, self.config.train.ema_decay)
-    return state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema), \
-        {"loss": loss, "grad_norm": optax.global_norm(grads)}
+    return state.apply_gradients(tx, grads, self.config.train.ema_decay), \
+        {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
   def sample(self, state, rng, num, cond=None):
     size, c = self.config.data.image_size, self.config.data.channels

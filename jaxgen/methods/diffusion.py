@@ -26,7 +26,7 @@ from jaxgen.configs import load_config_file
 from jaxgen.methods.base import Batch, ConfigError, Method
 from jaxgen.models.noisy_classifier import classifier_from_config
 from jaxgen.models.unet import unet_from_config
-from jaxgen.state import TrainState, ema_update
+from jaxgen.state import TrainState
 
 
 def _check_process_config(config: ml_collections.ConfigDict) -> None:
@@ -141,13 +141,8 @@ class Diffusion(Method):
   def train_step(self, state: TrainState, batch: Batch, rng: jax.Array) -> tuple[TrainState, dict]:
     loss_fn = lambda p: jnp.mean(self._loss(p, batch, rng, train=True))  # noqa: E731
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
-    updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    ema = state.ema_params
-    if ema is not None:
-      ema = ema_update(ema, params, self.config.train.ema_decay)
-    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema)
-    return new_state, {"loss": loss, "grad_norm": optax.global_norm(grads)}
+    return (state.apply_gradients(self.tx, grads, self.config.train.ema_decay),
+            {"loss": loss, "grad_norm": optax.tree.norm(grads)})
 
   def default_labels(self, num: int) -> jax.Array:
     """Labels cycling through the classes, int32 [num]."""
@@ -290,13 +285,7 @@ class NoisyClassifier(Method):
       loss, correct = self._per_example(params, batch, rng, train=True)
       return jnp.mean(loss), jnp.mean(correct)
     (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    ema = state.ema_params
-    if ema is not None:
-      ema = ema_update(ema, params, self.config.train.ema_decay)
-    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema)
-    return new_state, {"loss": loss, "accuracy": acc}
+    return state.apply_gradients(self.tx, grads, self.config.train.ema_decay), {"loss": loss, "accuracy": acc}
 
   def sample(self, state: TrainState, rng: jax.Array, num: int, cond: Optional[Any] = None) -> jax.Array:
     raise NotImplementedError("noisy_classifier is a classifier and draws no samples: set "

@@ -25,7 +25,7 @@ import optax
 from jaxgen import optim
 from jaxgen.methods.base import Batch, ConfigError, Method
 from jaxgen.models import vae as vae_model
-from jaxgen.state import TrainState, ema_update
+from jaxgen.state import TrainState
 
 LIKELIHOODS = ("bernoulli", "discretized_gaussian")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -200,16 +200,10 @@ class VAE(Method):
       return neg_elbo, {"recon": jnp.mean(rec), "kl": jnp.mean(kl)}
 
     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    ema = state.ema_params
-    if ema is not None:
-      ema = ema_update(ema, params, self.config.train.ema_decay)
     metrics = {"loss": loss, "neg_elbo": loss, **aux,
                "bits_per_dim": loss / (self.num_dims * math.log(2)),
                "grad_norm": optax.tree.norm(grads)}
-    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema)
-    return new_state, metrics
+    return state.apply_gradients(self.tx, grads, self.config.train.ema_decay), metrics
 
   def sample(self, state: TrainState, rng: jax.Array, num: int, cond: Optional[jax.Array] = None
              ) -> jax.Array:
