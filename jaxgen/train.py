@@ -35,10 +35,15 @@ def root_key(config: ml_collections.ConfigDict) -> jax.Array:
 def create_state(method: Method, config: ml_collections.ConfigDict, mesh, example_batch: dict,
                  ) -> tuple[Any, Any, Any]:
   """(init_fn, abstract_state, shardings): jitting init_fn(rng, batch) gives the sharded state."""
+  def init(rng, batch):
+    # Independent keys for the initial params and for the steps' root (never one key for both).
+    init_rng, steps_root = jax.random.split(rng)
+    return method.init(init_rng, batch).replace(rng=steps_root)
+
   batch_abs = parallel.abstract_batch(example_batch, mesh)
-  abstract = jax.eval_shape(method.init, root_key(config), batch_abs)
+  abstract = jax.eval_shape(init, root_key(config), batch_abs)
   shardings = parallel.state_sharding(mesh, abstract)
-  init_fn = jax.jit(method.init, out_shardings=shardings)
+  init_fn = jax.jit(init, out_shardings=shardings)
   abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
   return init_fn, abstract, shardings
 
