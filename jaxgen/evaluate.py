@@ -10,7 +10,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from jaxgen import images, parallel
+from jaxgen import images, parallel, writers
 from jaxgen.methods.base import Method
 from jaxgen.state import TrainState
 
@@ -90,8 +90,13 @@ def evaluate(method: Method, config: ml_collections.ConfigDict, state: TrainStat
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "metrics.json"), "w") as f:
       json.dump({"step": step, **results}, f, indent=2)
+    writer = writers.Writer(out_dir)   # TensorBoard events + eval/metrics.jsonl (history of evals)
+    writer.scalars(step, results)
     if samples is not None:
-      images.save_png(os.path.join(out_dir, f"samples_step_{step:08d}.png"), images.make_grid(samples[:256]))
+      grid = images.make_grid(samples[:256])
+      images.save_png(os.path.join(out_dir, f"samples_step_{step:08d}.png"), grid)
+      writer.images(step, {"eval_samples": grid})
+    writer.close()
   return results
 
 
