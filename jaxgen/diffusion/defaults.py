@@ -11,6 +11,9 @@ from jaxgen.configs import base_config
 def diffusion_base_config() -> ml_collections.ConfigDict:
   c = base_config()
   c.method = "ddpm"
+  # Dropout and noise draws are a measurable part of a CPU/GPU step with threefry; rbg keys are fine
+  # for them (see ../shared/bench/CPU_NOTES.md). Runs stay deterministic for a given key.
+  c.prng_impl = "unsafe_rbg"
 
   c.model = ml_collections.ConfigDict()     # the U-Net (jaxgen/models/unet.py)
   c.model.ch = 128

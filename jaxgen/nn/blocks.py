@@ -6,6 +6,7 @@ activations passed between layers; normalisation statistics are always float32.
 Initialisation follows DDPM (Ho et al. 2020): variance scaling (fan_avg, uniform) everywhere and a
 (near-)zero scale on the last layer of each residual branch, so every block starts as the identity.
 """
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -19,9 +20,47 @@ def ddpm_init(scale: float = 1.0) -> nn.initializers.Initializer:
   return nn.initializers.variance_scaling(max(scale, 1e-10), "fan_avg", "uniform")
 
 
+def _group_stats(xg: jax.Array, epsilon: float) -> tuple[jax.Array, jax.Array]:
+  """Mean and 1/std over (H*W, channels of a group) of xg [B, H*W, G, C/G], two-pass as PyTorch:
+  the one-pass E[x^2] - E[x]^2 loses digits when |mean| >> std, which U-Net activations can reach."""
+  mean = xg.mean(axis=(1, 3), keepdims=True)
+  var = jnp.square(xg - mean).mean(axis=(1, 3), keepdims=True)
+  return mean, jax.lax.rsqrt(var + epsilon)
+
+
+def _group_norm_fwd(x, scale, bias, num_groups, epsilon, act):
+  b, c = x.shape[0], x.shape[-1]
+  xg = x.astype(jnp.float32).reshape(b, -1, num_groups, c // num_groups)
+  mean, rstd = _group_stats(xg, epsilon)
+  y = ((xg - mean) * rstd).reshape(x.shape) * scale + bias
+  return (nn.silu(y) if act else y), (x, scale, bias, mean, rstd)
+
+
+def _group_norm_bwd(num_groups, epsilon, act, res, g):
+  """The closed-form GroupNorm(+SiLU) gradient: 3 reductions instead of autodiff's longer chain
+  (6 % of the DDPM CIFAR-10 training step on a 2-core CPU)."""
+  del epsilon
+  x, scale, bias, mean, rstd = res
+  b, c = x.shape[0], x.shape[-1]
+  group_shape = (b, -1, num_groups, c // num_groups)
+  xhat = ((x.astype(jnp.float32).reshape(group_shape) - mean) * rstd).reshape(x.shape)
+  if act:   # d silu(y)/dy = sigmoid(y) (1 + y (1 - sigmoid(y)))
+    y = xhat * scale + bias
+    sig = jax.nn.sigmoid(y)
+    g = g * sig * (1.0 + y * (1.0 - sig))
+  axes = tuple(range(x.ndim - 1))
+  dscale, dbias = jnp.sum(g * xhat, axis=axes), jnp.sum(g, axis=axes)
+  dxhat = (g * scale).reshape(group_shape)
+  xhat = xhat.reshape(group_shape)
+  dx = rstd * (dxhat - dxhat.mean(axis=(1, 3), keepdims=True)
+               - xhat * (dxhat * xhat).mean(axis=(1, 3), keepdims=True))
+  return dx.reshape(x.shape).astype(x.dtype), dscale, dbias
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
 def group_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, num_groups: int, epsilon: float,
                act: bool) -> jax.Array:
-  """GroupNorm over (H, W, channels of a group), then optionally SiLU.
+  """GroupNorm over (H, W, channels of a group), then optionally SiLU, with a hand-written gradient.
 
   Args:
     x: [B, ..., C], any float dtype; C divisible by num_groups.
@@ -33,16 +72,18 @@ def group_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, num_groups: int,
   Returns:
     float32 [B, ..., C].
   """
-  b, c = x.shape[0], x.shape[-1]
-  xg = x.astype(jnp.float32).reshape(b, -1, num_groups, c // num_groups)
-  # Two-pass statistics (mean first, then the mean of squared deviations) as PyTorch does: the
-  # one-pass E[x^2] - E[x]^2 loses digits when |mean| >> std, which U-Net activations can reach.
-  # Folding normalisation and affine into one per-channel multiply-add (y = x a + s) was timed on
-  # the CPU training step and gave no measurable gain, so the plain form stays.
-  mean = xg.mean(axis=(1, 3), keepdims=True)
-  var = jnp.square(xg - mean).mean(axis=(1, 3), keepdims=True)
-  y = ((xg - mean) * jax.lax.rsqrt(var + epsilon)).reshape(x.shape) * scale + bias
-  return nn.silu(y) if act else y
+  return _group_norm_fwd(x, scale, bias, num_groups, epsilon, act)[0]
+
+
+group_norm.defvjp(_group_norm_fwd, _group_norm_bwd)
+
+
+def dropout(x: jax.Array, rate: float, rng: jax.Array) -> jax.Array:
+  """Inverted dropout from 16-bit random integers: half the random bits of a float32 uniform per
+  element (dropout's RNG is a measurable part of a CPU training step); the keep probability is
+  exact to 1/65536."""
+  keep = jax.random.bits(rng, x.shape, jnp.uint16) >= jnp.uint16(round(rate * 65536))
+  return jnp.where(keep, x / (1.0 - rate), 0.0).astype(x.dtype)
 
 
 class GroupNorm(nn.Module):
@@ -102,7 +143,8 @@ class ResnetBlock(nn.Module):
                  kernel_init=ddpm_init(), name="time_emb_proj")(nn.silu(temb))
     h = h + t[:, None, None, :]
     h = GroupNorm(self.num_groups, act=True, dtype=self.dtype, name="norm2")(h)
-    h = nn.Dropout(self.dropout, deterministic=not train)(h)
+    if train and self.dropout > 0:
+      h = dropout(h, self.dropout, self.make_rng("dropout"))
     h = conv3x3(self.features, self.dtype, "conv2", init_scale=0.0)(h)
     if x.shape[-1] != self.features:
       x = nn.Conv(self.features, (1, 1), dtype=self.dtype, param_dtype=jnp.float32,
