@@ -18,16 +18,17 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxgen.nn.conv import ConvTranspose2x
+
 # The paper: "All weights were initialized from a zero-centered Normal distribution with standard
 # deviation 0.02."
 _INIT = nn.initializers.normal(stddev=0.02)
 # BatchNorm scales as in the authors' and PyTorch's reference code: N(1, 0.02).
 _SCALE_INIT = lambda key, shape, dtype=jnp.float32: 1.0 + _INIT(key, shape, dtype)  # noqa: E731
-# Kernel 4, stride 2, one pixel of padding (PyTorch's padding=1): exactly halves the size in D. For
-# the transposed convolution in G the equivalent padding of the dilated input is k - 1 - 1 = 2 per
-# side, which exactly doubles the size and is symmetric (Flax's "SAME" is not).
+# Kernel 4, stride 2, one pixel of padding (PyTorch's padding=1): exactly halves the size in D. G's
+# transposed convolutions are the mirror image (2 pixels of padding on the dilated input, exactly
+# doubling the size): jaxgen.nn.conv.ConvTranspose2x, computed sub-pixel style.
 _DOWN_PAD = ((1, 1), (1, 1))
-_UP_PAD = ((2, 2), (2, 2))
 
 
 def num_stages(image_size: int) -> int:
@@ -67,13 +68,10 @@ class Generator(nn.Module):
     x = nn.relu(_batch_norm(train, self.dtype, "project_bn")(x))
     for i in range(1, n):
       width //= 2
-      x = nn.ConvTranspose(width, (4, 4), strides=(2, 2), padding=_UP_PAD, use_bias=False,
-                           kernel_init=_INIT, dtype=self.dtype, param_dtype=jnp.float32,
-                           name=f"up{i}")(x)
+      x = ConvTranspose2x(width, use_bias=False, kernel_init=_INIT, dtype=self.dtype, name=f"up{i}")(x)
       x = nn.relu(_batch_norm(train, self.dtype, f"up{i}_bn")(x))
     # Output layer: no BatchNorm (so it keeps a bias), tanh into [-1, 1].
-    x = nn.ConvTranspose(self.channels, (4, 4), strides=(2, 2), padding=_UP_PAD, kernel_init=_INIT,
-                         dtype=self.dtype, param_dtype=jnp.float32, name="to_image")(x)
+    x = ConvTranspose2x(self.channels, kernel_init=_INIT, dtype=self.dtype, name="to_image")(x)
     return jnp.tanh(x.astype(jnp.float32))
 
 

@@ -14,6 +14,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxgen.nn.conv import ConvTranspose2x
+
 
 def conv_init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
   """Flax's default conv kernel init (lecun_normal, fan_in = kh * kw * in) for [kh, kw, in, out],
@@ -63,10 +65,8 @@ class Decoder(nn.Module):
     h = nn.swish(nn.Dense(size * size * self.channels[-1], dtype=self.dtype)(h))
     h = h.reshape(h.shape[0], size, size, self.channels[-1])
     for ch in reversed(self.channels[:-1]):
-      h = nn.swish(nn.ConvTranspose(ch, (4, 4), strides=(2, 2), padding="SAME", dtype=self.dtype,
-                                    kernel_init=conv_init)(h))
-    h = nn.ConvTranspose(self.out_channels, (4, 4), strides=(2, 2), padding="SAME", dtype=self.dtype,
-                         kernel_init=conv_init)(h)
+      h = nn.swish(ConvTranspose2x(ch, dtype=self.dtype, kernel_init=conv_init)(h))
+    h = ConvTranspose2x(self.out_channels, dtype=self.dtype, kernel_init=conv_init)(h)
     return h.astype(jnp.float32)
 
 

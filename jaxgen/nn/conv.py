@@ -1,0 +1,56 @@
+"""Convolutions shared by several families."""
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+_DN = ("NHWC", "HWIO", "NHWC")
+
+
+def conv_transpose_4x4_s2(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """Stride-2, 4x4 transposed convolution with 2 pixels of padding per side on the dilated input,
+  the DCGAN/VAE up-sampling layer: equal to flax's `nn.ConvTranspose(features, (4, 4), strides=2,
+  padding=((2, 2), (2, 2)))` (= padding "SAME" for this kernel and stride, PyTorch's padding=1).
+
+  Computed sub-pixel style: output phase (a, b) (pixels [2i + a, 2j + b]) is a VALID 2x2
+  convolution of the 1-padded input window starting at (a, b) with the taps kernel[a::2, b::2]. That
+  does the 16 multiply-adds per input pixel the layer needs, where the input-dilated convolution
+  XLA otherwise runs does 64 (mostly on inserted zeros), and XLA:CPU runs it 50x faster for a
+  128x8x8x512 -> 16x16x256 layer (forward + backward).
+
+  Args:
+    x: [B, H, W, C_in].
+    kernel: [4, 4, C_in, C_out] (flax ConvTranspose layout, not flipped).
+
+  Returns:
+    [B, 2H, 2W, C_out].
+  """
+  b, h, w, _ = x.shape
+  xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  rows = []
+  for a in (0, 1):
+    cols = [jax.lax.conv_general_dilated(xp[:, a:a + h + 1, c:c + w + 1], kernel[a::2, c::2], (1, 1),
+                                         "VALID", dimension_numbers=_DN) for c in (0, 1)]
+    rows.append(jnp.stack(cols, axis=3))                 # [B, H, W, 2 (b), C_out]
+  return jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, kernel.shape[-1])   # [B, H, 2 (a), W, 2, C]
+
+
+class ConvTranspose2x(nn.Module):
+  """Drop-in for `nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding="SAME")` (or
+  ((2, 2), (2, 2))): same parameter names, shapes and initialisation order, computed with
+  `conv_transpose_4x4_s2`. [B, H, W, C_in] -> [B, 2H, 2W, features]."""
+  features: int
+  use_bias: bool = True
+  kernel_init: Callable[..., Any] = nn.initializers.lecun_normal()
+  bias_init: Callable[..., Any] = nn.initializers.zeros
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kernel = self.param("kernel", self.kernel_init, (4, 4, x.shape[-1], self.features), self.param_dtype)
+    y = conv_transpose_4x4_s2(x.astype(self.dtype), kernel.astype(self.dtype))
+    if self.use_bias:
+      y = y + self.param("bias", self.bias_init, (self.features,), self.param_dtype).astype(self.dtype)
+    return y
