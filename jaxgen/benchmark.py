@@ -59,7 +59,7 @@ def benchmark(config: ml_collections.ConfigDict) -> dict:
   config = config.copy_and_resolve_references()
   with config.unlocked():
     config.train.batch_size = batch_size
-  method = config_check.validate(config, check_data=False)
+  method = config_check.validate(config, benchmark=True)
   mesh = parallel.create_mesh(config.mesh)
   example = data.example_batch(config.data, batch_size)
   init_fn, abstract, shardings = create_state(method, config, mesh, example)

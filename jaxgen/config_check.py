@@ -17,9 +17,25 @@ def _check_batch(name: str, batch: int, shards: int, processes: int) -> None:
                       f"of {processes}.")
 
 
-def validate(config: ml_collections.ConfigDict, *, check_data: bool = True,
+def _check_sample_metrics(names: tuple[str, ...]) -> None:
+  known = ("fid", "is", "kid", "pr")
+  if set(names) - set(known):
+    raise ConfigError(f"config.eval.metrics={names} has unknown names {sorted(set(names) - set(known))}; "
+                      f"choose from {known}.")
+  if "is" in names:
+    from jaxgen.metrics import weights  # pylint: disable=g-import-not-at-top  (no TF, no I/O at import)
+    if not weights.logits_weights_available():
+      raise ConfigError(
+          "config.eval.metrics includes 'is', but no Inception weights with the 1008-way classifier are "
+          f"available. {weights.WHERE_TO_GET} Or leave IS out: "
+          "--config.eval.metrics='(\"fid\", \"kid\")'.")
+
+
+def validate(config: ml_collections.ConfigDict, *, benchmark: bool = False,
              num_devices: int | None = None, process_count: int | None = None) -> Method:
-  """Checks the config and returns the method it names. Raises ConfigError on the first bad value."""
+  """Checks the config and returns the method it names. Raises ConfigError on the first bad value.
+  benchmark=True skips what --mode benchmark does not use: the dataset (it runs on synthetic
+  batches) and the sample-based eval metrics."""
   method = registry.create_method(config)
   num_devices = jax.device_count() if num_devices is None else num_devices
   process_count = jax.process_count() if process_count is None else process_count
@@ -35,7 +51,8 @@ def validate(config: ml_collections.ConfigDict, *, check_data: bool = True,
     raise ConfigError("config.train.log_every=0: logging cannot be disabled; use a large value instead.")
   if not 0.0 <= config.train.ema_decay < 1.0:
     raise ConfigError(f"config.train.ema_decay={config.train.ema_decay} must be in [0, 1).")
-  if check_data:
+  if not benchmark:
+    _check_sample_metrics(tuple(config.eval.metrics))
     from jaxgen import data  # pylint: disable=g-import-not-at-top  (TF only where data is read)
     data.validate(config.data)
   method.validate()

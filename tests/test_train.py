@@ -69,6 +69,19 @@ def test_config_validation_names_value_and_fix():
     config_check.validate(toy_config(**{"mesh.data": 3}))
   with pytest.raises(ConfigError, match=r"nosuch"):
     config_check.validate(toy_config(**{"data.source": "nosuch"}))
+  with pytest.raises(ConfigError, match=r"unknown names \['fd'\]"):
+    config_check.validate(toy_config(**{"eval.metrics": ("fd",)}))
+
+
+def test_inception_score_without_its_weights_fails_before_compiling(tmp_path, monkeypatch):
+  monkeypatch.setenv("JAXGEN_CACHE", str(tmp_path))
+  monkeypatch.delenv("JAXGEN_INCEPTION_WEIGHTS", raising=False)
+  with pytest.raises(ConfigError, match=r"includes 'is'.*pt_inception-2015-12-05.*JAXGEN_INCEPTION_WEIGHTS"):
+    config_check.validate(toy_config(**{"eval.metrics": ("fid", "is")}))
+  weights_file = tmp_path / "pt_inception.pth"
+  weights_file.write_bytes(b"x")
+  monkeypatch.setenv("JAXGEN_INCEPTION_WEIGHTS", str(weights_file))
+  config_check.validate(toy_config(**{"eval.metrics": ("fid", "is")}))
 
 
 def test_cli_reports_config_error_before_compiling(tmp_path):

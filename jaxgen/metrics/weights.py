@@ -359,6 +359,14 @@ def fetch_trunk(dst: Optional[os.PathLike] = None) -> pathlib.Path:
     return convert_file(pt, dst)
 
 
+def logits_weights_available() -> bool:
+  """Whether Inception Score can run without further input: $JAXGEN_INCEPTION_WEIGHTS names a file
+  (checked in full when loaded) or a full network with the 1008-way fc was converted into the cache.
+  A file-existence check only: nothing is read or fetched."""
+  source = os.environ.get("JAXGEN_INCEPTION_WEIGHTS")
+  return pathlib.Path(source).is_file() if source else (cache_dir() / FULL_NPZ).is_file()
+
+
 def load_params(source: Optional[os.PathLike] = None):
   """-> ({canonical name: float32 array}, `content_hash` of them).
 
