@@ -6,6 +6,7 @@ x86 CPUs (see DESIGN.md / CPU_NOTES): YNNPACK's weight-gradient convolutions run
 Eigen's speed, and the Inception-v3 feature extractor runs 2.5x faster without it. The flag only
 affects the CPU backend; set JAXGEN_KEEP_XLA_FLAGS=1 to leave XLA_FLAGS untouched.
 """
+import importlib.metadata
 import os
 
 __version__ = "0.1.0"
@@ -13,8 +14,17 @@ __version__ = "0.1.0"
 _YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
 
 
+def _jaxlib_version() -> str:
+  try:
+    return importlib.metadata.version("jaxlib")
+  except importlib.metadata.PackageNotFoundError:
+    return ""
+
+
 def _set_cpu_defaults() -> None:
-  if os.environ.get("JAXGEN_KEEP_XLA_FLAGS"):
+  # XLA aborts on flags it does not know, so the flag is only set for the jaxlib line it was measured
+  # on (setup.py pins it); re-time and extend after an upgrade.
+  if os.environ.get("JAXGEN_KEEP_XLA_FLAGS") or not _jaxlib_version().startswith("0.10."):
     return
   flags = os.environ.get("XLA_FLAGS", "")
   if _YNN_FLAG not in flags:
