@@ -11,7 +11,6 @@ import time
 from typing import Optional
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -64,7 +63,7 @@ def benchmark(config: ml_collections.ConfigDict) -> dict:
   example = data.example_batch(config.data, batch_size)
   init_fn, abstract, shardings = create_state(method, config, mesh, example)
   batch = parallel.global_batch(
-      _local(synthetic_batch(example, config.data.num_classes, config.seed)), mesh)
+      parallel.local_rows(synthetic_batch(example, config.data.num_classes, config.seed)), mesh)
   state = init_fn(root_key(config), batch)
 
   def step_fn(state, batch):
@@ -114,11 +113,6 @@ def benchmark(config: ml_collections.ConfigDict) -> dict:
       "final_loss": float(jax.device_get(metrics["loss"])),
   }
   return result
-
-
-def _local(batch: dict) -> dict:
-  n, p = jax.process_count(), jax.process_index()
-  return {k: np.split(v, n)[p] for k, v in batch.items()}
 
 
 def format_table(result: dict) -> str:

@@ -91,6 +91,12 @@ def state_sharding(mesh: Mesh, abstract_state: Any) -> Any:
   return jax.tree.map(lambda x: NamedSharding(mesh, _param_spec(tuple(x.shape), fsdp)), abstract_state)
 
 
+def local_rows(batch: dict) -> dict:
+  """The rows of a global-shaped numpy batch that belong to this process (equal contiguous slices)."""
+  n, p = jax.process_count(), jax.process_index()
+  return {k: np.split(np.asarray(v), n)[p] for k, v in batch.items()}
+
+
 def global_batch(local_batch: dict, mesh: Mesh) -> dict:
   """This process's rows (numpy) -> global jax.Arrays sharded over the batch axes."""
   sharding = batch_sharding(mesh)

@@ -11,7 +11,6 @@ import time
 from typing import Any, Optional
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
@@ -61,16 +60,10 @@ def restore_or_init(method: Method, config, mesh, workdir: str, *, step: Optiona
       raise checkpoint.CheckpointError(
           f"No checkpoint in {ckpt.directory}. Train first (--mode=train) or pass the workdir of a "
           "trained run.")
-    state = init_fn(root_key(config), parallel.global_batch(_local_rows(example), mesh))
+    state = init_fn(root_key(config), parallel.global_batch(parallel.local_rows(example), mesh))
   else:
     logging.info("Restored checkpoint at step %d from %s.", int(state.step), ckpt.directory)
   return state, shardings, ckpt
-
-
-def _local_rows(batch: dict) -> dict:
-  """The rows of a global-shaped numpy batch that belong to this process."""
-  n, p = jax.process_count(), jax.process_index()
-  return {k: np.split(np.asarray(v), n)[p] for k, v in batch.items()}
 
 
 def make_sample_fn(method: Method, mesh, num: int):

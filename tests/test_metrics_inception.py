@@ -4,7 +4,6 @@ Goldens: tests/golden/make_inception_goldens.py (TorchScript + TensorFlow's resi
 come from the cache ($JAXGEN_CACHE), fetched from PyPI on first use; tests skip if that fails.
 """
 import gzip
-import io
 import pathlib
 import pickle
 import sys

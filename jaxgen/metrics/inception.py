@@ -8,7 +8,6 @@ max pool (not an average pool) in the last block's pool branch.
 Input: float [N, 299, 299, 3] already scaled by `(x - 128) / 128`; see `preprocess.py`.
 Output: pool3 [N, 2048] and, when the `fc` weights are present, the 1008-way logits used by IS.
 """
-import functools
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import flax.linen as nn

@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgen import images as images_lib
+
 SIZE = 299
 
 
@@ -62,4 +64,4 @@ def to_uint8(images) -> np.ndarray:
     raise TypeError(f"to_uint8 expects float images in [-1, 1], got dtype {np.asarray(images).dtype}")
   if not np.all(np.isfinite(x)):
     raise ValueError("to_uint8 got NaN or infinite pixel values; check the sampler's output")
-  return np.clip(np.round((x + 1.0) * 127.5), 0, 255).astype(np.uint8)
+  return images_lib.to_uint8(x)

@@ -12,7 +12,6 @@ Images are real: MNIST test digits (28x28 grey) and CIFAR-10 test images (32x32)
 CIFAR-10 images (the 220-image copy in shared/datasets/cifar10_tiny) for 37x53, 64, 299 and 512 px. Only the images and features are committed.
 """
 import gzip
-import io
 import pathlib
 import sys
 import tarfile
