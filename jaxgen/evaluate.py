@@ -1,5 +1,6 @@
 """`--mode eval` and `--mode sample`: the method's own metrics over the eval split (e.g. negative ELBO,
 NLL, bits/dim) and sample-based metrics (FID, IS, KID, precision/recall) on generated images."""
+import functools
 import json
 import os
 from typing import Optional
@@ -17,6 +18,20 @@ from jaxgen.state import TrainState
 EVAL_SEED = 0xE7A1
 
 
+@functools.lru_cache(maxsize=None)
+def _masked_sums_fn(method: Method):
+  """jit(state, batch, rng) -> ({name: sum over real examples}, count). Cached per method, so periodic
+  evaluation during training compiles it once."""
+
+  @jax.jit
+  def masked_sums(state, batch, rng):
+    per_example = method.eval_step(state, batch, rng)
+    mask = batch["mask"]
+    return {k: jnp.sum(v.astype(jnp.float32) * mask) for k, v in per_example.items()}, jnp.sum(mask)
+
+  return masked_sums
+
+
 def method_metrics(method: Method, config: ml_collections.ConfigDict, state: TrainState, mesh) -> dict:
   """Averages of method.eval_step's per-example metrics over the eval split (padding excluded)."""
   from jaxgen import data  # pylint: disable=g-import-not-at-top
@@ -26,12 +41,7 @@ def method_metrics(method: Method, config: ml_collections.ConfigDict, state: Tra
   if not jax.eval_shape(method.eval_step, state, parallel.abstract_batch(example, mesh), rng):
     return {}
 
-  @jax.jit
-  def masked_sums(state, batch, rng):
-    per_example = method.eval_step(state, batch, rng)
-    mask = batch["mask"]
-    return {k: jnp.sum(v.astype(jnp.float32) * mask) for k, v in per_example.items()}, jnp.sum(mask)
-
+  masked_sums = _masked_sums_fn(method)
   totals: dict[str, float] = {}
   n = 0.0
   batches = data.eval_iterator(config.data, global_batch_size=config.eval.batch_size,

@@ -66,8 +66,10 @@ def restore_or_init(method: Method, config, mesh, workdir: str, *, step: Optiona
   return state, shardings, ckpt
 
 
+@functools.lru_cache(maxsize=None)
 def make_sample_fn(method: Method, mesh, num: int):
-  """jit(state, rng) -> replicated float32 [num, H, W, C] samples in [-1, 1]."""
+  """jit(state, rng) -> replicated float32 [num, H, W, C] samples in [-1, 1]. Cached, so periodic
+  sampling and evaluation reuse one compiled sampler per (method, mesh, num)."""
   return jax.jit(functools.partial(method.sample, num=num), out_shardings=parallel.replicated(mesh))
 
 
