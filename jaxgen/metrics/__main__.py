@@ -1,6 +1,7 @@
 """Command line: metrics between image folders / `.npz` files, weight conversion, extractor benchmark.
 
   python -m jaxgen.metrics fid PATH_A PATH_B     # also kid, pr (PATH_A = real / reference side)
+  python -m jaxgen.metrics stats PATH --out X.npz  # mu / sigma (+ provenance) of PATH, for `fid`
   python -m jaxgen.metrics is PATH               # needs weights with the 1008-way fc layer
   python -m jaxgen.metrics convert FILE [--out X.npz]   # NVIDIA .pt / pytorch-fid / torch-fidelity
   python -m jaxgen.metrics bench --num 256 --size 32 --batch 64 [--torchscript default_1.pt]
@@ -23,32 +24,51 @@ from jaxgen.metrics import weights as weights_lib
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
-def load_images(path: str) -> np.ndarray:
-  """Folder of images or `.npz` -> uint8 [N, H, W, C] (all images must share one size)."""
+def _image_files(p: pathlib.Path):
+  files = sorted(f for f in p.rglob("*") if f.suffix.lower() in _IMAGE_SUFFIXES)
+  if not files:
+    raise SystemExit(f"no images ({', '.join(_IMAGE_SUFFIXES)}) under {p}")
+  return files
+
+
+def iter_images(path: str, chunk: int):
+  """Folder of images or `.npz` -> uint8 [<=chunk, H, W, C] chunks; a folder is read chunk by chunk."""
   p = pathlib.Path(path)
   if p.is_dir():
     from PIL import Image  # local: only the CLI reads image files
-    files = sorted(f for f in p.rglob("*") if f.suffix.lower() in _IMAGE_SUFFIXES)
-    if not files:
-      raise SystemExit(f"no images ({', '.join(_IMAGE_SUFFIXES)}) under {p}")
-    return np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
+    files = _image_files(p)
+    for i in range(0, len(files), chunk):
+      yield np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files[i:i + chunk]])
+    return
   with np.load(p) as z:
-    return np.asarray(z[z.files[0]])
+    images = z[z.files[0]]
+  for i in range(0, len(images), chunk):
+    yield np.asarray(images[i:i + chunk])
+
+
+def load_images(path: str) -> np.ndarray:
+  """Folder of images or `.npz` -> uint8 [N, H, W, C] (all images must share one size)."""
+  return np.concatenate(list(iter_images(path, 1024)))
 
 
 def _side(path: str, ext, keep_features: bool):
-  """-> ReferenceStats (logits appended as .logits) for a statistics `.npz` or images."""
+  """-> (ReferenceStats, logits list) for a statistics `.npz` or images (streamed through ext)."""
   if path.endswith(".npz"):
     with np.load(path) as z:
       if "mu" in z.files:
         return metrics.ReferenceStats.load(path), None
-  images = load_images(path)
-  acc, logits = metrics.FeatureAccumulator(keep_features), []
-  for i in range(0, len(images), ext.batch_size):
-    out = ext(images[i:i + ext.batch_size])
+  acc, logits, t0 = metrics.FeatureAccumulator(keep_features), [], time.time()
+  for images in iter_images(path, 10 * ext.batch_size):
+    out = ext(images)
     acc.update(out["pool3"])
     logits.append(out.get("logits"))
-  return metrics.stats_from_features(acc, {"path": path}), logits
+    print(f"\r{path}: {acc.n} images, {acc.n / (time.time() - t0):.1f} img/s", end="",
+          file=sys.stderr, flush=True)
+  print(file=sys.stderr)
+  prov = {"path": str(pathlib.Path(path).resolve()), "count": acc.n,
+          "inception_weights": ext.weights_id, "preprocess": "uint8 -> TF1 bilinear 299 -> (x-128)/128",
+          "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+  return metrics.stats_from_features(acc, prov), logits
 
 
 def _bench(args) -> dict:
@@ -90,6 +110,9 @@ def main(argv=None) -> None:
     s.add_argument("path_b")
   s = sub.add_parser("is")
   s.add_argument("path")
+  s = sub.add_parser("stats")
+  s.add_argument("path")
+  s.add_argument("--out", required=True, help="statistics .npz (mu, sigma, provenance)")
   s = sub.add_parser("convert")
   s.add_argument("src")
   s.add_argument("--out", default=None)
@@ -112,6 +135,11 @@ def main(argv=None) -> None:
     print(json.dumps(_bench(args)))
     return
   ext = metrics.InceptionExtractor(batch_size=args.batch_size, weights=args.weights)
+  if args.cmd == "stats":
+    stats, _ = _side(args.path, ext, False)
+    stats.save(args.out)
+    print(json.dumps({"out": args.out, **stats.provenance}))
+    return
   if args.cmd == "is":
     if not ext.has_logits:
       raise SystemExit(f"Inception Score needs the 1008-way logits. {weights_lib.WHERE_TO_GET}")

@@ -13,6 +13,7 @@ import ml_collections
 
 from jaxgen.nn.blocks import Downsample, GroupNorm, ResnetBlock, conv3x3, ddpm_init
 from jaxgen.nn.embeddings import timestep_embedding
+from jaxgen.nn.linear import Dense
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -45,10 +46,10 @@ class NoisyClassifier(nn.Module):
                        f"2**(len(ch_mult)-1) = {factor} (ch_mult={self.ch_mult}); use fewer levels.")
     temb_dim = 4 * self.ch
     temb = timestep_embedding(t, self.ch)
-    temb = nn.Dense(temb_dim, dtype=self.dtype, param_dtype=jnp.float32, kernel_init=ddpm_init(),
-                    name="time_embed_1")(temb)
-    temb = nn.Dense(temb_dim, dtype=self.dtype, param_dtype=jnp.float32, kernel_init=ddpm_init(),
-                    name="time_embed_2")(nn.silu(temb))
+    temb = Dense(temb_dim, dtype=self.dtype, param_dtype=jnp.float32, kernel_init=ddpm_init(),
+               name="time_embed_1")(temb)
+    temb = Dense(temb_dim, dtype=self.dtype, param_dtype=jnp.float32, kernel_init=ddpm_init(),
+               name="time_embed_2")(nn.silu(temb))
     h = conv3x3(self.ch, self.dtype, "conv_in")(x.astype(self.dtype))
     for i, mult in enumerate(self.ch_mult):
       for j in range(self.num_res_blocks):
@@ -58,7 +59,7 @@ class NoisyClassifier(nn.Module):
         h = Downsample(self.dtype, name=f"down_{i}_downsample")(h)
     h = GroupNorm(self.num_groups, act=True, dtype=jnp.float32, name="norm_out")(h)
     h = jnp.mean(h, axis=(1, 2))
-    return nn.Dense(self.num_classes, dtype=jnp.float32, param_dtype=jnp.float32, name="head")(h)
+    return Dense(self.num_classes, dtype=jnp.float32, param_dtype=jnp.float32, name="head")(h)
 
 
 def classifier_from_config(model_cfg: ml_collections.ConfigDict, num_classes: int) -> NoisyClassifier:

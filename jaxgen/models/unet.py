@@ -28,6 +28,7 @@ import numpy as np
 from jaxgen.nn.attention import SpatialSelfAttention
 from jaxgen.nn.blocks import Downsample, GroupNorm, ResnetBlock, Upsample, ddpm_init
 from jaxgen.nn.embeddings import timestep_embedding
+from jaxgen.nn.linear import Conv, Dense
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -87,7 +88,7 @@ class UNet(nn.Module):
                        "y=None or set num_classes.")
 
     temb_dim = 4 * self.ch
-    dense = lambda name: nn.Dense(temb_dim, dtype=self.dtype, param_dtype=jnp.float32,  # noqa: E731
+    dense = lambda name: Dense(temb_dim, dtype=self.dtype, param_dtype=jnp.float32,  # noqa: E731
                                   kernel_init=ddpm_init(), name=name)
     temb = timestep_embedding(t, self.ch)
     temb = dense("time_embed_2")(nn.silu(dense("time_embed_1")(temb)))
@@ -104,7 +105,7 @@ class UNet(nn.Module):
     def attention(h, name):
       return SpatialSelfAttention(1, self.num_groups, self.dtype, name=name)(h)
 
-    h = nn.Conv(self.ch, (3, 3), padding=((1, 1), (1, 1)), dtype=self.dtype,
+    h = Conv(self.ch, (3, 3), padding=((1, 1), (1, 1)), dtype=self.dtype,
                 param_dtype=jnp.float32, kernel_init=ddpm_init(), name="conv_in")(x.astype(self.dtype))
     skips = [h]
     side = height
@@ -134,7 +135,7 @@ class UNet(nn.Module):
         side *= 2
 
     h = GroupNorm(self.num_groups, act=True, dtype=self.dtype, name="norm_out")(h)
-    h = nn.Conv(self.out_channels, (3, 3), padding=((1, 1), (1, 1)), dtype=self.dtype,
+    h = Conv(self.out_channels, (3, 3), padding=((1, 1), (1, 1)), dtype=self.dtype,
                 param_dtype=jnp.float32, kernel_init=ddpm_init(0.0), name="conv_out")(h)
     return h.astype(jnp.float32)
 

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxgen.nn.blocks import GroupNorm, ddpm_init
+from jaxgen.nn.linear import Dense
 
 
 class SpatialSelfAttention(nn.Module):
@@ -34,10 +35,10 @@ class SpatialSelfAttention(nn.Module):
       raise ValueError(f"SpatialSelfAttention: {c} channels are not divisible by "
                        f"num_heads={self.num_heads}.")
     y = GroupNorm(self.num_groups, dtype=self.dtype, name="group_norm")(x)
-    qkv = nn.Dense(3 * c, dtype=self.dtype, param_dtype=jnp.float32, kernel_init=ddpm_init(),
+    qkv = Dense(3 * c, dtype=self.dtype, param_dtype=jnp.float32, kernel_init=ddpm_init(),
                    name="qkv")(y.reshape(b, h * w, c))
     q, k, v = jnp.split(qkv.reshape(b, h * w, 3 * self.num_heads, c // self.num_heads), 3, axis=2)
     y = jax.nn.dot_product_attention(q, k, v, implementation=None).reshape(b, h * w, c)
-    y = nn.Dense(c, dtype=self.dtype, param_dtype=jnp.float32, kernel_init=ddpm_init(0.0),
+    y = Dense(c, dtype=self.dtype, param_dtype=jnp.float32, kernel_init=ddpm_init(0.0),
                  name="to_out")(y)
     return x.astype(self.dtype) + y.reshape(b, h, w, c)

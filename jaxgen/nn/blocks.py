@@ -13,6 +13,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxgen.nn.linear import Conv, Dense, sum_rows
+
 
 def ddpm_init(scale: float = 1.0) -> nn.initializers.Initializer:
   """DDPM's `default_init`: variance_scaling(scale, fan_avg, uniform); scale 0 is replaced by 1e-10
@@ -20,19 +22,25 @@ def ddpm_init(scale: float = 1.0) -> nn.initializers.Initializer:
   return nn.initializers.variance_scaling(max(scale, 1e-10), "fan_avg", "uniform")
 
 
-def _group_stats(xg: jax.Array, epsilon: float) -> tuple[jax.Array, jax.Array]:
-  """Mean and 1/std over (H*W, channels of a group) of xg [B, H*W, G, C/G], two-pass as PyTorch:
-  the one-pass E[x^2] - E[x]^2 loses digits when |mean| >> std, which U-Net activations can reach."""
-  mean = xg.mean(axis=(1, 3), keepdims=True)
-  var = jnp.square(xg - mean).mean(axis=(1, 3), keepdims=True)
+def _group_stats(x3: jax.Array, num_groups: int, epsilon: float) -> tuple[jax.Array, jax.Array]:
+  """Mean and 1/std [B, 1, C] (equal within a group) over (H*W, channels of a group) of x3 [B, H*W, C],
+  two-pass as PyTorch: the one-pass E[x^2] - E[x]^2 loses digits when |mean| >> std, which U-Net
+  activations can reach."""
+  b, m, c = x3.shape
+
+  def group_mean(v):  # [B, M, C] -> [B, 1, C] mean over M and the channels of each group
+    s = sum_rows(v, batch_dims=1).reshape(b, num_groups, c // num_groups).sum(-1) / (m * c // num_groups)
+    return jnp.repeat(s, c // num_groups, axis=-1)[:, None, :]
+
+  mean = group_mean(x3)
+  var = group_mean(jnp.square(x3 - mean))
   return mean, jax.lax.rsqrt(var + epsilon)
 
 
 def _group_norm_fwd(x, scale, bias, num_groups, epsilon, act):
-  b, c = x.shape[0], x.shape[-1]
-  xg = x.astype(jnp.float32).reshape(b, -1, num_groups, c // num_groups)
-  mean, rstd = _group_stats(xg, epsilon)
-  y = ((xg - mean) * rstd).reshape(x.shape) * scale + bias
+  x3 = x.astype(jnp.float32).reshape(x.shape[0], -1, x.shape[-1])
+  mean, rstd = _group_stats(x3, num_groups, epsilon)
+  y = ((x3 - mean) * rstd * scale + bias).reshape(x.shape)
   return (nn.silu(y) if act else y), (x, scale, bias, mean, rstd)
 
 
@@ -42,18 +50,23 @@ def _group_norm_bwd(num_groups, epsilon, act, res, g):
   del epsilon
   x, scale, bias, mean, rstd = res
   b, c = x.shape[0], x.shape[-1]
-  group_shape = (b, -1, num_groups, c // num_groups)
-  xhat = ((x.astype(jnp.float32).reshape(group_shape) - mean) * rstd).reshape(x.shape)
+  xhat = (x.astype(jnp.float32).reshape(b, -1, c) - mean) * rstd
+  g = g.reshape(xhat.shape)
   if act:   # d silu(y)/dy = sigmoid(y) (1 + y (1 - sigmoid(y)))
     y = xhat * scale + bias
     sig = jax.nn.sigmoid(y)
     g = g * sig * (1.0 + y * (1.0 - sig))
-  axes = tuple(range(x.ndim - 1))
-  dscale, dbias = jnp.sum(g * xhat, axis=axes), jnp.sum(g, axis=axes)
-  dxhat = (g * scale).reshape(group_shape)
-  xhat = xhat.reshape(group_shape)
-  dx = rstd * (dxhat - dxhat.mean(axis=(1, 3), keepdims=True)
-               - xhat * (dxhat * xhat).mean(axis=(1, 3), keepdims=True))
+  gx = g * xhat
+  gsum, gxsum = sum_rows(g, batch_dims=1), sum_rows(gx, batch_dims=1)   # [B, C]
+  dscale, dbias = gxsum.sum(0), gsum.sum(0)
+  m, cg = xhat.shape[1], c // num_groups
+
+  def group_mean(v):  # [B, C] per-channel sums -> [B, 1, C] group means
+    s = v.reshape(b, num_groups, cg).sum(-1) / (m * cg)
+    return jnp.repeat(s, cg, axis=-1)[:, None, :]
+
+  # dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) with dxhat = g * scale.
+  dx = rstd * (g * scale - group_mean(gsum * scale) - xhat * group_mean(gxsum * scale))
   return dx.reshape(x.shape).astype(x.dtype), dscale, dbias
 
 
@@ -112,9 +125,9 @@ class GroupNorm(nn.Module):
 
 
 def conv3x3(features: int, dtype: Any, name: str, *, strides: int = 1,
-            init_scale: float = 1.0) -> nn.Conv:
+            init_scale: float = 1.0) -> Conv:
   """3x3 convolution with one pixel of zero padding on every side (PyTorch's padding=1)."""
-  return nn.Conv(features, (3, 3), strides=strides, padding=((1, 1), (1, 1)), dtype=dtype,
+  return Conv(features, (3, 3), strides=strides, padding=((1, 1), (1, 1)), dtype=dtype,
                  param_dtype=jnp.float32, kernel_init=ddpm_init(init_scale), name=name)
 
 
@@ -139,7 +152,7 @@ class ResnetBlock(nn.Module):
     """x [B, H, W, C_in], temb [B, D] (before SiLU) -> [B, H, W, features] in `dtype`."""
     h = GroupNorm(self.num_groups, act=True, dtype=self.dtype, name="norm1")(x)
     h = conv3x3(self.features, self.dtype, "conv1")(h)
-    t = nn.Dense(self.features, dtype=self.dtype, param_dtype=jnp.float32,
+    t = Dense(self.features, dtype=self.dtype, param_dtype=jnp.float32,
                  kernel_init=ddpm_init(), name="time_emb_proj")(nn.silu(temb))
     h = h + t[:, None, None, :]
     h = GroupNorm(self.num_groups, act=True, dtype=self.dtype, name="norm2")(h)
@@ -147,7 +160,7 @@ class ResnetBlock(nn.Module):
       h = dropout(h, self.dropout, self.make_rng("dropout"))
     h = conv3x3(self.features, self.dtype, "conv2", init_scale=0.0)(h)
     if x.shape[-1] != self.features:
-      x = nn.Conv(self.features, (1, 1), dtype=self.dtype, param_dtype=jnp.float32,
+      x = Conv(self.features, (1, 1), padding="VALID", dtype=self.dtype, param_dtype=jnp.float32,
                   kernel_init=ddpm_init(), name="conv_shortcut")(x)
     return x.astype(self.dtype) + h
 
