@@ -3,6 +3,8 @@
 Reports AOT compile time, median step time over timed steps after warm-up, images/s (total and per
 device), FLOPs per step from XLA's cost analysis, MFU against the device's peak where known, and peak
 memory where the backend reports it. No data is read, so this needs no dataset (and no TensorFlow).
+With config.benchmark.sample_batch > 0 it also times the method's sampler as configured (e.g. 50-step
+DDIM with `configs/diffusion/ddim_cifar10.py:50`): compile time and images/s of one sampling call.
 """
 import json
 import os
@@ -52,7 +54,7 @@ def synthetic_batch(example: dict, num_classes: int, seed: int = 0) -> dict:
 def benchmark(config: ml_collections.ConfigDict) -> dict:
   """Times config's training step; returns the figures as a dict."""
   from jaxgen import data  # pylint: disable=g-import-not-at-top  (example_batch needs no TF)
-  from jaxgen.train import create_state, root_key  # pylint: disable=g-import-not-at-top
+  from jaxgen.train import create_state, make_sample_fn, root_key  # pylint: disable=g-import-not-at-top
   bc = config.benchmark
   batch_size = bc.batch_size if bc.batch_size > 0 else config.train.batch_size
   config = config.copy_and_resolve_references()
@@ -88,6 +90,20 @@ def benchmark(config: ml_collections.ConfigDict) -> dict:
     if i >= bc.warmup_steps:
       times.append(time.perf_counter() - t)
   step_s = statistics.median(times)
+  sampling = {}
+  if bc.get("sample_batch", 0) > 0:
+    sample_fn = make_sample_fn(method, mesh, bc.sample_batch)
+    key = jax.random.PRNGKey(config.seed)
+    t = time.perf_counter()
+    compiled_sample = sample_fn.lower(state, key).compile()
+    t_compile = time.perf_counter() - t
+    t = time.perf_counter()
+    jax.block_until_ready(compiled_sample(state, key))
+    sample_s = time.perf_counter() - t
+    sampling = {"sample_batch": bc.sample_batch, "sampler": _sampler_name(config),
+                "sample_compile_s": t_compile, "sample_s": sample_s,
+                "sample_images_per_s": bc.sample_batch / sample_s,
+                "sample_images_per_s_per_device": bc.sample_batch / sample_s / jax.device_count()}
   n_dev = jax.device_count()
   device = jax.devices()[0]
   peak = device_peak_flops(device)
@@ -111,8 +127,16 @@ def benchmark(config: ml_collections.ConfigDict) -> dict:
       "mfu": flops / step_s / peak if peak else None,
       "peak_memory_bytes": mem.get("peak_bytes_in_use"),
       "final_loss": float(jax.device_get(metrics["loss"])),
+      **sampling,
   }
   return result
+
+
+def _sampler_name(config: ml_collections.ConfigDict) -> str:
+  s = config.get("sample")
+  if s is None or "sampler" not in s:
+    return config.method
+  return f"{s.sampler} {s.steps} steps" if s.sampler == "ddim" else s.sampler
 
 
 def format_table(result: dict) -> str:
@@ -129,6 +153,12 @@ def format_table(result: dict) -> str:
           ("MFU", "n/a (peak unknown for this device)" if result["mfu"] is None else f"{100 * result['mfu']:.1f} %"),
           ("peak memory", "n/a (not reported by backend)" if result["peak_memory_bytes"] is None
            else f"{result['peak_memory_bytes'] / 2**30:.2f} GiB")]
+  if "sample_s" in result:
+    rows += [("sampling", f"{result['sampler']}, batch {result['sample_batch']}"),
+             ("sampling compile", f"{result['sample_compile_s']:.2f} s"),
+             ("sampling time", f"{result['sample_s']:.2f} s"),
+             ("sampled images/s", f"{result['sample_images_per_s']:.2f}"),
+             ("sampled images/s/device", f"{result['sample_images_per_s_per_device']:.2f}")]
   width = max(len(r[0]) for r in rows)
   return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 

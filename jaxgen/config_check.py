@@ -51,6 +51,8 @@ def validate(config: ml_collections.ConfigDict, *, benchmark: bool = False,
     raise ConfigError("config.train.log_every=0: logging cannot be disabled; use a large value instead.")
   if not 0.0 <= config.train.ema_decay < 1.0:
     raise ConfigError(f"config.train.ema_decay={config.train.ema_decay} must be in [0, 1).")
+  if benchmark and config.benchmark.get("sample_batch", 0) > 0:
+    _check_batch("config.benchmark.sample_batch", config.benchmark.sample_batch, shards, process_count)
   if not benchmark:
     _check_sample_metrics(tuple(config.eval.metrics))
     from jaxgen import data  # pylint: disable=g-import-not-at-top  (TF only where data is read)

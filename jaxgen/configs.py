@@ -58,6 +58,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.benchmark.warmup_steps = 2
   c.benchmark.steps = 5
   c.benchmark.batch_size = -1         # -1 = train.batch_size
+  c.benchmark.sample_batch = 0        # > 0: also time the method's sampler (config.sample) at this batch
   return c
 
 

@@ -10,15 +10,16 @@ CODE = """
 import sys
 import jaxgen.models.vae, jaxgen.models.dcgan, jaxgen.models.unet, jaxgen.models.noisy_classifier
 import jaxgen.methods.vae, jaxgen.methods.gan, jaxgen.methods.diffusion
-import jaxgen.nn.blocks, jaxgen.nn.attention, jaxgen.nn.conv, jaxgen.nn.embeddings
+import jaxgen.nn.blocks, jaxgen.nn.attention, jaxgen.nn.conv, jaxgen.nn.embeddings, jaxgen.nn.linear
 import jaxgen.diffusion.samplers, jaxgen.metrics, jaxgen.benchmark, jaxgen.train, jaxgen.evaluate
 assert 'tensorflow' not in sys.modules, 'importing jaxgen imported tensorflow'
 from jaxgen import benchmark
 from jaxgen.configs import load_config_file
 cfg = load_config_file('configs/vae/mnist.py:tiny')
 cfg.benchmark.steps = 1
+cfg.benchmark.sample_batch = 2
 res = benchmark.benchmark(cfg)
-assert res['images_per_s'] > 0
+assert res['images_per_s'] > 0 and res['sample_images_per_s'] > 0
 assert 'tensorflow' not in sys.modules, 'the benchmark imported tensorflow'
 print('ok')
 """

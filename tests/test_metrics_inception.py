@@ -214,3 +214,35 @@ def test_reference_stats_too_few_samples_caches_nothing(extractor, tmp_path, mon
     metrics.reference_stats({"name": "x", "image_size": 8}, "test", 1, extractor)
   assert not list(tmp_path.rglob("*.npz"))
 
+
+
+def test_cli_stats_and_fid_from_folder_and_npz(shared_datasets, mnist_numpy, extractor, tmp_path,
+                                               capsys):
+  """`python -m jaxgen.metrics stats|fid` on a PNG folder and `.npz` files equals the library path."""
+  import json
+  from PIL import Image
+  from jaxgen.metrics.__main__ import main
+  n = 24
+  mnist = mnist_numpy["test"][0][:n]
+  fashion = _idx(shared_datasets / "fashion_mnist" / "t10k-images-idx3-ubyte.gz")[:n]
+  folder = tmp_path / "mnist_png"
+  folder.mkdir()
+  for i, img in enumerate(mnist):   # grey PNGs; the CLI reads them as RGB
+    Image.fromarray(img[..., 0]).save(folder / f"{i:03d}.png")
+  np.savez(tmp_path / "mnist.npz", images=mnist)
+  np.savez(tmp_path / "fashion.npz", images=fashion)
+
+  def run(*argv):
+    main([*argv, "--batch_size", "8"])
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+  out = run("stats", str(folder), "--out", str(tmp_path / "stats.npz"))
+  assert out["count"] == n and out["inception_weights"] == extractor.weights_id
+  stats = metrics.ReferenceStats.load(tmp_path / "stats.npz")
+  assert stats.provenance["path"] == str(folder.resolve())
+  assert run("fid", str(tmp_path / "stats.npz"), str(tmp_path / "mnist.npz"))["fid"] < 1e-2
+  fa, fb = extractor(mnist)["pool3"].astype(np.float64), extractor(fashion)["pool3"].astype(np.float64)
+  expected = metrics.frechet_distance(fa.mean(0), np.cov(fa, rowvar=False),
+                                      fb.mean(0), np.cov(fb, rowvar=False))
+  got = run("fid", str(folder), str(tmp_path / "fashion.npz"))["fid"]
+  assert expected > 50 and got == pytest.approx(expected, rel=1e-4)

@@ -217,8 +217,13 @@ def test_two_processes_equal_one_process(tmp_path):
 
 
 def test_benchmark_mode_reports_figures(tmp_path):
-  res = main.run(toy_config(**{"benchmark.steps": 3}), str(tmp_path), "benchmark")
+  res = main.run(toy_config(**{"benchmark.steps": 3, "benchmark.sample_batch": 4}), str(tmp_path),
+                 "benchmark")
+  assert res["sample_batch"] == 4 and res["sample_s"] > 0
+  assert res["sample_images_per_s"] == pytest.approx(4 / res["sample_s"])
   assert res["flops_per_step_per_device"] > 0 and res["images_per_s"] > 0
   assert res["num_params"] == 3 * 3 * 3 * 8 + 8 + 3 * 3 * 8 * 3 + 3
   assert len(res["step_s_all"]) == 3 and np.isfinite(res["final_loss"])
   assert json.load(open(tmp_path / "benchmark.json"))["global_batch"] == 8
+  with pytest.raises(ConfigError, match="config.benchmark.sample_batch=3"):
+    main.run(toy_config(**{"benchmark.sample_batch": 3}), str(tmp_path), "benchmark")
