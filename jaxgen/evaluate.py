@@ -74,10 +74,9 @@ def sample_metrics(method: Method, config: ml_collections.ConfigDict, state: Tra
   """config.eval.metrics (fid, is, kid, pr) on config.eval.fid_num_samples generated images against the
   cached reference statistics of config.eval.reference_split (the training set, as in the papers)."""
   from jaxgen import metrics  # pylint: disable=g-import-not-at-top
-  # Samples arrive replicated on every process; multi-host runs extract on local devices (identical
-  # results everywhere) rather than on the global mesh, whose arrays no single process holds.
-  extractor = metrics.InceptionExtractor(mesh=mesh if jax.process_count() == 1 else None,
-                                         batch_size=config.eval.batch_size)
+  # Samples arrive replicated on every process; the extractor splits each batch over the whole mesh
+  # (each process feeds its rows) and returns all features to every process.
+  extractor = metrics.InceptionExtractor(mesh=mesh, batch_size=config.eval.batch_size)
   reference = metrics.reference_stats(config.data, config.eval.reference_split,
                                       config.eval.reference_num_examples, extractor)
   fakes = (metrics.to_uint8(x) for x in generate_batches(

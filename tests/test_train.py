@@ -215,6 +215,29 @@ def test_two_processes_equal_one_process(tmp_path):
   assert (two / "samples" / "step_00000006.png").exists()
   assert checkpoint.Checkpointer(str(two)).all_steps() == [4, 6]
 
+  # --mode eval with FID: 2 processes split the Inception batches over the 4-device mesh (and compute
+  # the reference statistics in their own cache) and agree with 1 process.
+  from jaxgen.metrics import weights
+  try:
+    trunk = str(weights.fetch_trunk())
+  except weights.WeightsError as e:
+    pytest.skip(f"Inception weights unavailable: {e}")
+  eval_flags = [*flags, "--mode=eval", "--config.eval.metrics=('fid',)", "--config.eval.num_samples=0",
+                "--config.eval.fid_num_samples=16", "--config.eval.reference_num_examples=16",
+                "--config.eval.reference_split=train"]
+  env1 = _env(devices=4) | {"JAXGEN_CACHE": str(tmp_path / "cache1"), "JAXGEN_INCEPTION_WEIGHTS": trunk}
+  subprocess.run(_cmd(one, *eval_flags), env=env1, check=True, capture_output=True, timeout=300)
+  env2 = env | {"JAXGEN_CACHE": str(tmp_path / "cache2"), "JAXGEN_INCEPTION_WEIGHTS": trunk}
+  proc = subprocess.run(["bash", str(REPO / "launch" / "multiprocess_cpu.sh"), "2", "2",
+                         str(TESTS / "toy_config.py"), str(two), *eval_flags],
+                        env=env2, capture_output=True, text=True, timeout=300)
+  logs = "".join(open(p).read()[-3000:] for p in sorted(two.glob("process_*.log")))
+  assert proc.returncode == 0, logs
+  fid1 = json.load(open(one / "eval" / "metrics.json"))["fid"]
+  fid2 = json.load(open(two / "eval" / "metrics.json"))["fid"]
+  assert fid1 > 1.0 and fid2 == pytest.approx(fid1, rel=1e-4)
+  assert len(list((tmp_path / "cache2" / "fid_stats").glob("*.npz"))) == 1
+
 
 def test_benchmark_mode_reports_figures(tmp_path):
   res = main.run(toy_config(**{"benchmark.steps": 3, "benchmark.sample_batch": 4}), str(tmp_path),

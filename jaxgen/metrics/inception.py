@@ -202,6 +202,8 @@ class InceptionExtractor:
     dtype: compute dtype of the convolutions; float32 (default) reproduces the reference features,
       bfloat16 is faster on accelerators but moves features by a few percent (unfit for FID).
     mesh: when given, each batch is sharded over its 'data' (and 'fsdp') axes and params replicated.
+      The mesh may span several processes: every process then passes the same images, feeds only
+      its own rows to its devices, and gets all the features back (gathered by XLA).
     batch_size: images per network call; a multiple of the mesh's batch-axis size.
     weights: a `.npz` made by `weights.convert` or a torch weights file; None uses
       $JAXGEN_INCEPTION_WEIGHTS, else the cached (or freshly fetched) pool3 trunk.
@@ -248,7 +250,12 @@ class InceptionExtractor:
       params = jax.device_put(params, self._replicated)
     self._params = params
     model = InceptionV3(with_fc="fc" in params, dtype=self.dtype)
-    self._net = jax.jit(lambda p, x: model.apply({"params": p}, x))
+    if self.mesh is None:
+      self._net, self._resize = jax.jit(lambda p, x: model.apply({"params": p}, x)), jax.jit(
+          preprocess.resize_and_scale)
+    else:
+      self._net = jax.jit(lambda p, x: model.apply({"params": p}, x), out_shardings=self._replicated)
+      self._resize = jax.jit(preprocess.resize_and_scale, out_shardings=self._batch_sharding)
 
   def __call__(self, images) -> Dict[str, np.ndarray]:
     """uint8 [N, H, W, C] (C = 1 or 3, any H, W) -> {"pool3": float32 [N, 2048], "logits": [N, 1008]}."""
@@ -260,9 +267,10 @@ class InceptionExtractor:
       pad = self.batch_size - chunk.shape[0]
       if pad:
         chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), np.uint8)])
-      if self.mesh is not None:
-        chunk = jax.device_put(chunk, self._batch_sharding)
-      out = self._net(self._params, preprocess.resize_and_scale(chunk))
+      if self.mesh is not None:   # this process's rows -> one global array over the whole mesh
+        rows = np.split(chunk, jax.process_count())[jax.process_index()]
+        chunk = jax.make_array_from_process_local_data(self._batch_sharding, rows, chunk.shape)
+      out = self._net(self._params, self._resize(chunk))
       outs.append({k: np.asarray(v)[:self.batch_size - pad] for k, v in out.items()})
     if not outs:
       raise ValueError("no images given to the Inception extractor (N = 0)")
