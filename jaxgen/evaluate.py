@@ -3,6 +3,7 @@ NLL, bits/dim) and sample-based metrics (FID, IS, KID, precision/recall) on gene
 import functools
 import json
 import os
+import time
 from typing import Optional
 
 import jax
@@ -61,8 +62,15 @@ def generate_batches(method: Method, state: TrainState, mesh, num: int, batch_si
   from jaxgen.train import make_sample_fn  # pylint: disable=g-import-not-at-top
   sample_fn = make_sample_fn(method, mesh, batch_size)
   rng = jax.random.fold_in(jax.random.PRNGKey(seed), EVAL_SEED + 1)
-  for i in range(-(-num // batch_size)):
+  num_batches, t0 = -(-num // batch_size), time.perf_counter()
+  every = -(-num_batches // 20)
+  for i in range(num_batches):
     yield np.asarray(jax.device_get(sample_fn(state, jax.random.fold_in(rng, i))))[:num - i * batch_size]
+    done = min(num, (i + 1) * batch_size)
+    if num_batches > 1 and ((i + 1) % every == 0 or i + 1 == num_batches):
+      rate = done / (time.perf_counter() - t0)
+      logging.info("generated %d/%d samples, %.2f img/s, ETA %.0f s", done, num, rate,
+                   (num - done) / rate)
 
 
 def generate(method: Method, state: TrainState, mesh, num: int, batch_size: int, seed: int) -> np.ndarray:

@@ -224,3 +224,30 @@ def test_ddim_timesteps_match_paper_code():
   np.testing.assert_array_equal(quad, want)
   with pytest.raises(ValueError, match="steps=1001"):
     samplers.ddim_timesteps(1000, 1001)
+
+
+def test_sampler_progress_bar_logs_and_changes_nothing(linear_process, caplog):
+  """progress=True logs a bar from inside the compiled scan (first step + every tenth) and leaves the
+  samples unchanged; short loops stay quiet."""
+  import logging
+  p = linear_process
+  model_fn = gaussian_oracle(p, 0.3, 0.5)
+  x_T = jax.random.normal(jax.random.PRNGKey(0), (8, 4))
+  rng = jax.random.PRNGKey(1)
+  seq = samplers.ddim_timesteps(T, 100)
+  with caplog.at_level(logging.INFO):
+    out = jax.jit(lambda x: samplers.ddim_sample(p, model_fn, x, rng, seq, progress=True))(x_T)
+    jax.effects_barrier()
+  lines = [r.getMessage() for r in caplog.records if "DDIM sampling" in r.getMessage()]
+  assert len(lines) == 11 and "1/100 steps" in lines[0] and "[##########] 100/100 steps" in lines[-1]
+  np.testing.assert_array_equal(out, samplers.ddim_sample(p, model_fn, x_T, rng, seq))
+  caplog.clear()
+  with caplog.at_level(logging.INFO):
+    samplers.ddim_sample(p, model_fn, x_T, rng, samplers.ddim_timesteps(T, 50), progress=True)
+    jax.effects_barrier()
+  assert not [r for r in caplog.records if "sampling" in r.getMessage()]
+  with caplog.at_level(logging.INFO):
+    samplers.ddpm_sample(p, model_fn, x_T, rng, progress=True)
+    jax.effects_barrier()
+  lines = [r.getMessage() for r in caplog.records if "DDPM sampling" in r.getMessage()]
+  assert len(lines) == 11 and "1000/1000 steps" in lines[-1]

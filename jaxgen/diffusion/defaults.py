@@ -45,6 +45,7 @@ def diffusion_base_config() -> ml_collections.ConfigDict:
   c.sample.steps = 50                       # ddim only
   c.sample.skip_type = "uniform"            # ddim only: uniform | quad
   c.sample.eta = 0.0                        # ddim only: 0 = deterministic, 1 = DDPM-like
+  c.sample.progress = True                  # log a progress bar from loops of >= 100 steps
   c.sample.clip_denoised = True             # clip predicted x_0 to [-1, 1] (reference code does)
   c.sample.guidance_scale = 1.0             # classifier-free: 0 = uncond, 1 = cond, > 1 extrapolates
   c.sample.classifier_config = ""           # classifier guidance: noisy classifier config file[:arg]

@@ -7,9 +7,14 @@ draw exactly the same numbers and their paths can be compared one to one.
 
 eta and the guidance scales are traced arguments: jit a sampler once per (number of steps, batch)
 and change them without recompiling. The number of steps is static (it is the scan length).
+With progress=True, loops of 100 steps or more log a progress bar from inside the compiled loop
+(10 lines per run, on process 0).
 """
+import math
+import time
 from typing import Callable, Optional
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -21,6 +26,29 @@ ModelFn = Callable[[jax.Array, jax.Array], jax.Array]
 GradFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 SKIP_TYPES = ("uniform", "quad")
+PROGRESS_MIN_STEPS = 100
+_progress_start: dict = {}
+
+
+def _progress(i: jax.Array, total: int, label: str) -> None:
+  """Inside a compiled loop over `total` steps (i = 0 .. total - 1): a host callback at the first
+  step and at every tenth of the run logs `label [####------] k/total steps, elapsed, ETA`."""
+  every = math.ceil(total / 10)
+
+  def report(i):
+    done = int(i) + 1
+    now = time.perf_counter()
+    if done == 1:
+      _progress_start[label] = now
+    if jax.process_index() != 0:
+      return
+    elapsed = now - _progress_start.get(label, now)
+    eta = elapsed / max(done - 1, 1) * (total - done) if done > 1 else float("nan")
+    bar = "#" * (10 * done // total)
+    logging.info("%s [%-10s] %d/%d steps, %.1f s, ETA %.1f s", label, bar, done, total, elapsed, eta)
+
+  jax.lax.cond((i == 0) | ((i + 1) % every == 0),
+               lambda: jax.debug.callback(report, i), lambda: None)
 
 
 def ddim_timesteps(num_timesteps: int, steps: int, skip_type: str = "uniform") -> np.ndarray:
@@ -66,10 +94,14 @@ def ddpm_step(process: Process, model_fn: ModelFn, x: jax.Array, t: jax.Array, n
 
 def ddpm_sample(process: Process, model_fn: ModelFn, x_T: jax.Array, rng: jax.Array, *,
                 var_type: str = "fixed_large", clip: bool = True, grad_fn: Optional[GradFn] = None,
-                classifier_scale: jax.Array | float = 0.0) -> jax.Array:
+                classifier_scale: jax.Array | float = 0.0, progress: bool = False) -> jax.Array:
   """DDPM ancestral sampling over all T steps (`ddpm_step` in a scan). x_T [B, ...] standard normal
   -> x_0 [B, ...]."""
+  total = process.num_timesteps
+
   def step(x, t):
+    if progress and total >= PROGRESS_MIN_STEPS:
+      _progress(total - 1 - t, total, "DDPM sampling")
     noise = jax.random.normal(jax.random.fold_in(rng, t), x.shape, x.dtype)
     return ddpm_step(process, model_fn, x, t, noise, var_type=var_type, clip=clip, grad_fn=grad_fn,
                      classifier_scale=classifier_scale), None
@@ -86,7 +118,7 @@ def _alpha_bar(process: Process, t: jax.Array) -> jax.Array:
 def ddim_sample(process: Process, model_fn: ModelFn, x_T: jax.Array, rng: jax.Array,
                 timesteps: np.ndarray, *, eta: jax.Array | float = 0.0, clip: bool = True,
                 grad_fn: Optional[GradFn] = None,
-                classifier_scale: jax.Array | float = 0.0) -> jax.Array:
+                classifier_scale: jax.Array | float = 0.0, progress: bool = False) -> jax.Array:
   """DDIM's generalised update (eq. 12) over `timesteps` (increasing, from `ddim_timesteps`).
 
   x_{t'} = sqrt(abar_t') x0 + sqrt(1 - abar_t' - sigma^2) eps + sigma z,
@@ -100,7 +132,9 @@ def ddim_sample(process: Process, model_fn: ModelFn, x_T: jax.Array, rng: jax.Ar
   ts_prev = jnp.asarray(np.append(-1, timesteps[:-1])[::-1], jnp.int32)
 
   def step(x, t_pair):
-    t, t_prev = t_pair
+    t, t_prev, i = t_pair
+    if progress and len(timesteps) >= PROGRESS_MIN_STEPS:
+      _progress(i, len(timesteps), "DDIM sampling")
     tb = _full(t, batch)
     x0, eps = process.predict_x0_eps(x, tb, model_fn(x, tb))
     a, a_prev = _alpha_bar(process, t), _alpha_bar(process, t_prev)
@@ -116,7 +150,7 @@ def ddim_sample(process: Process, model_fn: ModelFn, x_T: jax.Array, rng: jax.Ar
               + sigma * noise)
     return x_prev, None
 
-  x, _ = jax.lax.scan(step, x_T, (ts, ts_prev))
+  x, _ = jax.lax.scan(step, x_T, (ts, ts_prev, jnp.arange(len(timesteps))))
   return x
 
 

@@ -185,11 +185,13 @@ class Diffusion(Method):
     if c.sample.sampler == "ddpm":
       return samplers.ddpm_sample(self.process, model_fn, x_T, step_rng,
                                   var_type=c.diffusion.var_type, clip=c.sample.clip_denoised,
-                                  grad_fn=grad_fn, classifier_scale=classifier_scale)
+                                  grad_fn=grad_fn, classifier_scale=classifier_scale,
+                                  progress=c.sample.get("progress", True))
     timesteps = samplers.ddim_timesteps(self.process.num_timesteps, c.sample.steps, c.sample.skip_type)
     return samplers.ddim_sample(self.process, model_fn, x_T, step_rng, timesteps, eta=eta,
                                 clip=c.sample.clip_denoised, grad_fn=grad_fn,
-                                classifier_scale=classifier_scale)
+                                classifier_scale=classifier_scale,
+                                progress=c.sample.get("progress", True))
 
   def _load_classifier(self) -> tuple[nn.Module, Any]:
     """The noisy classifier (module, params) of config.sample.classifier_{config,workdir}, restored
