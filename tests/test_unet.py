@@ -165,3 +165,20 @@ def test_dropout_keep_rate_and_scaling():
   assert abs(kept.mean() - 0.9) < 4 * np.sqrt(0.09 / n)          # Bernoulli(0.9) within 4 sigma
   np.testing.assert_allclose(np.asarray(y)[kept], 1 / 0.9, rtol=1e-6)   # inverted scaling
   assert not np.array_equal(kept, np.asarray(dropout(x, 0.1, jax.random.PRNGKey(1)) != 0))
+
+
+def test_dropout_keep_rate_and_independence():
+  """Two 16-bit draws per 32-bit word: keep rate 1 - rate, scaled by 1 / (1 - rate), and the two
+  halves of a word (neighbouring elements) independent; odd sizes work."""
+  from jaxgen.nn.blocks import dropout
+  x = jnp.ones((16, 32, 32, 65))
+  y = np.asarray(jax.jit(lambda k: dropout(x, 0.1, k))(jax.random.key(0, impl="rbg")))
+  assert set(np.unique(y)) == {0.0, np.float32(1 / 0.9)}
+  keep = (y > 0).reshape(-1)
+  n = keep.size
+  assert abs(keep.mean() - 0.9) < 4 * np.sqrt(0.09 / n)
+  even, odd = keep[0:n - 1:2], keep[1::2]
+  both = np.mean(even & odd)
+  assert abs(both - 0.81) < 4 * np.sqrt(0.81 * 0.19 / even.size)
+  other = np.asarray(jax.jit(lambda k: dropout(x, 0.1, k))(jax.random.key(1, impl="rbg")))
+  assert np.mean((y > 0) == (other > 0)) < 0.9 * 0.9 + 0.1 * 0.1 + 0.01
