@@ -90,6 +90,7 @@ def benchmark(config: ml_collections.ConfigDict) -> dict:
     if i >= bc.warmup_steps:
       times.append(time.perf_counter() - t)
   step_s = statistics.median(times)
+  n_dev = jax.device_count()
   sampling = {}
   if bc.get("sample_batch", 0) > 0:
     sample_fn = make_sample_fn(method, mesh, bc.sample_batch)
@@ -103,8 +104,7 @@ def benchmark(config: ml_collections.ConfigDict) -> dict:
     sampling = {"sample_batch": bc.sample_batch, "sampler": _sampler_name(config),
                 "sample_compile_s": t_compile, "sample_s": sample_s,
                 "sample_images_per_s": bc.sample_batch / sample_s,
-                "sample_images_per_s_per_device": bc.sample_batch / sample_s / jax.device_count()}
-  n_dev = jax.device_count()
+                "sample_images_per_s_per_device": bc.sample_batch / sample_s / n_dev}
   device = jax.devices()[0]
   peak = device_peak_flops(device)
   mem = device.memory_stats() or {}

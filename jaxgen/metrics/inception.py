@@ -250,11 +250,11 @@ class InceptionExtractor:
       params = jax.device_put(params, self._replicated)
     self._params = params
     model = InceptionV3(with_fc="fc" in params, dtype=self.dtype)
+    net = lambda p, x: model.apply({"params": p}, x)  # noqa: E731
     if self.mesh is None:
-      self._net, self._resize = jax.jit(lambda p, x: model.apply({"params": p}, x)), jax.jit(
-          preprocess.resize_and_scale)
-    else:
-      self._net = jax.jit(lambda p, x: model.apply({"params": p}, x), out_shardings=self._replicated)
+      self._net, self._resize = jax.jit(net), jax.jit(preprocess.resize_and_scale)
+    else:   # features come back replicated: every process gets all of them
+      self._net = jax.jit(net, out_shardings=self._replicated)
       self._resize = jax.jit(preprocess.resize_and_scale, out_shardings=self._batch_sharding)
 
   def __call__(self, images) -> Dict[str, np.ndarray]:

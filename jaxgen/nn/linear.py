@@ -47,6 +47,17 @@ def _bias_add_bwd(bias, g):
 bias_add.defvjp(_bias_add_fwd, _bias_add_bwd)
 
 
+def _project(module: nn.Module, x: jax.Array, kernel_shape: tuple[int, ...],
+             op: Callable[[jax.Array, jax.Array], jax.Array]) -> jax.Array:
+  """Dense / Conv body: the "kernel" param, op(x, kernel) in the compute dtype, then the "bias"."""
+  kernel = module.param("kernel", module.kernel_init, kernel_shape, module.param_dtype)
+  dtype = module.dtype or jnp.result_type(x, kernel)
+  y = op(x.astype(dtype), kernel.astype(dtype))
+  if module.use_bias:
+    y = bias_add(y, module.param("bias", module.bias_init, (module.features,), module.param_dtype))
+  return y
+
+
 class Dense(nn.Module):
   """`flax.linen.Dense` on the last axis with the same params (kernel [in, out], bias [out])."""
   features: int
@@ -58,13 +69,8 @@ class Dense(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features), self.param_dtype)
-    dtype = self.dtype or jnp.result_type(x, kernel)
-    y = jax.lax.dot_general(x.astype(dtype), kernel.astype(dtype),
-                            (((x.ndim - 1,), (0,)), ((), ())))
-    if self.use_bias:
-      y = bias_add(y, self.param("bias", self.bias_init, (self.features,), self.param_dtype))
-    return y
+    return _project(self, x, (x.shape[-1], self.features),
+                    lambda x, k: jax.lax.dot_general(x, k, (((x.ndim - 1,), (0,)), ((), ()))))
 
 
 class Conv(nn.Module):
@@ -91,14 +97,9 @@ class Conv(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     if x.ndim != 4:
       raise ValueError(f"Conv expects NHWC [B, H, W, C] inputs, got shape {x.shape}.")
-    kernel = self.param("kernel", self.kernel_init, (*self.kernel_size, x.shape[-1], self.features),
-                        self.param_dtype)
-    dtype = self.dtype or jnp.result_type(x, kernel)
     strides = (self.strides,) * 2 if isinstance(self.strides, int) else tuple(self.strides)
     padding = self.padding if isinstance(self.padding, str) else tuple(map(tuple, self.padding))
-    y = jax.lax.conv_general_dilated(x.astype(dtype), kernel.astype(dtype), strides, padding,
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    if self.use_bias:
-      y = bias_add(y, self.param("bias", self.bias_init, (self.features,), self.param_dtype))
-    return y
+    return _project(self, x, (*self.kernel_size, x.shape[-1], self.features),
+                    lambda x, k: jax.lax.conv_general_dilated(
+                        x, k, strides, padding, dimension_numbers=("NHWC", "HWIO", "NHWC")))
 
