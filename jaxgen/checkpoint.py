@@ -13,6 +13,7 @@ import jax
 import orbax.checkpoint as ocp
 from absl import logging
 
+from jaxgen.errors import CheckpointError  # noqa: F401  (re-exported)
 from jaxgen.state import TrainState
 
 
@@ -23,10 +24,6 @@ def _quiet_orbax(record) -> bool:
 
 
 logging.get_absl_logger().addFilter(_quiet_orbax)
-
-
-class CheckpointError(RuntimeError):
-  """No usable checkpoint where one was required."""
 
 
 class Checkpointer:

@@ -3,7 +3,8 @@ import jax
 import ml_collections
 
 from jaxgen import parallel, registry
-from jaxgen.methods.base import ConfigError, Method
+from jaxgen.errors import ConfigError
+from jaxgen.methods.base import Method
 
 
 def _check_batch(name: str, batch: int, shards: int, processes: int) -> None:

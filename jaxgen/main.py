@@ -17,7 +17,7 @@ from ml_collections import config_flags
 
 import jaxgen  # noqa: F401  (CPU XLA defaults, before any backend starts)
 from jaxgen import checkpoint, parallel
-from jaxgen.methods.base import ConfigError
+from jaxgen.errors import ConfigError
 
 config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/<family>/<dataset>.py[:arg]).",
                                 lock_config=True)

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
-from jaxgen.methods.base import ConfigError
+from jaxgen.errors import ConfigError
 
 BATCH_AXES = ("data", "fsdp")
 # Params smaller than this stay replicated under FSDP: sharding them saves nothing and costs a gather.

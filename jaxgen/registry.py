@@ -2,7 +2,8 @@
 family never imports the others."""
 import importlib
 
-from jaxgen.methods.base import ConfigError, Method
+from jaxgen.errors import ConfigError
+from jaxgen.methods.base import Method
 
 METHODS: dict[str, str] = {
     "vae": "jaxgen.methods.vae:VAE",

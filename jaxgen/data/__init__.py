@@ -17,7 +17,7 @@ import numpy as np
 from jaxgen.data import order
 from jaxgen.data import sources
 from jaxgen.data.sources import register_arrays
-from jaxgen.methods.base import ConfigError
+from jaxgen.errors import ConfigError
 
 __all__ = ["validate", "example_batch", "train_iterator", "eval_iterator", "num_examples",
            "register_arrays"]

@@ -16,7 +16,7 @@ import numpy as np
 
 from jaxgen.data import shapes
 from jaxgen.data import text
-from jaxgen.methods.base import ConfigError
+from jaxgen.errors import ConfigError
 
 SOURCES = ("shapes", "tfds", "folder", "captions", "arrays")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")

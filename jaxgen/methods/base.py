@@ -14,13 +14,10 @@ from typing import Any, Mapping, Optional
 import jax
 import ml_collections
 
+from jaxgen.errors import ConfigError  # noqa: F401  (re-exported for methods)
 from jaxgen.state import TrainState
 
 Batch = Mapping[str, jax.Array]
-
-
-class ConfigError(ValueError):
-  """A config value that cannot work. The message names the value and how to fix it."""
 
 
 class Method:
