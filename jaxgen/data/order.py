@@ -8,13 +8,17 @@ read and tested on its own:
   position g is example `perm(g // N)[g % N]`.
 - Process p of P gets rows [p*L, (p+1)*L) of every global batch, L = B // P; so the local batches of
   P processes concatenated are the 1-process global batch, for every step.
-- Random flips are a hash of (seed, stream position), identical across resume and process counts.
+- Random flips and random-crop offsets are hashes of (seed, stream position), identical across resume
+  and process counts.
+- Named streams (data.streams) each run this scheme with their own seed, `stream_seed(seed, name)`.
 """
 import functools
+import zlib
 
 import numpy as np
 
 _FLIP_SALT = 0x5F1F
+_CROP_SALT = 0xC209
 
 
 def _mix64(x: np.ndarray) -> np.ndarray:
@@ -46,6 +50,27 @@ def local_rows(global_batch_size: int, process_index: int, process_count: int) -
   return process_index * local + np.arange(local, dtype=np.int64)
 
 
+def stream_seed(seed: int, name: str) -> int:
+  """The seed of named stream `name` in a run seeded `seed`: a hash of (seed, crc32(name)), so that
+  streams are shuffled independently, and adding, removing or reordering streams changes no other
+  stream's order."""
+  with np.errstate(over="ignore"):
+    h = _mix64(_mix64(np.uint64(seed % 2**64)) ^ _mix64(np.uint64(zlib.crc32(name.encode()))))
+  return int(h)
+
+
+def positions(step: int, global_batch_size: int, process_index: int,
+              process_count: int) -> np.ndarray:
+  """Global stream positions [L] of this process's rows of global batch `step`: step*B + row."""
+  return step * global_batch_size + local_rows(global_batch_size, process_index, process_count)
+
+
+def position_rows(step: int, *, global_batch_size: int, process_index: int,
+                  process_count: int) -> dict[str, np.ndarray]:
+  """Rows of a source that reads nothing (source="none"): {"index": int64 [L] stream positions}."""
+  return {"index": positions(step, global_batch_size, process_index, process_count)}
+
+
 @functools.lru_cache(maxsize=4)
 def epoch_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
   """Example order of one training epoch: int64 [N], a permutation of [0, N). Cached: consecutive
@@ -54,19 +79,25 @@ def epoch_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
 
 
 def train_rows(step: int, *, num_examples: int, global_batch_size: int, seed: int,
-               process_index: int, process_count: int, random_flip: bool) -> dict[str, np.ndarray]:
+               process_index: int, process_count: int, random_flip: bool,
+               crop_range: int = 0) -> dict[str, np.ndarray]:
   """This process's rows of global training batch `step`: {"index": int64 [L] example indices in
-  [0, N), "flip": bool [L]}. A pure function of its arguments, so resuming at any step is O(1)."""
+  [0, N), "flip": bool [L]}, and iff crop_range > 0 "crop_y", "crop_x": int64 [L] random-crop
+  offsets in [0, crop_range). A pure function of its arguments, so resuming at any step is O(1)."""
   if num_examples < 1:
     raise ValueError(f"Cannot iterate over an empty dataset (num_examples={num_examples}).")
-  pos = step * global_batch_size + local_rows(global_batch_size, process_index, process_count)
+  pos = positions(step, global_batch_size, process_index, process_count)
   epochs = pos // num_examples
   index = np.empty_like(pos)
   for e in np.unique(epochs).tolist():  # One or two epochs, unless B > N.
     sel = epochs == e
     index[sel] = epoch_permutation(num_examples, seed, e)[pos[sel] % num_examples]
   flip = (hash_uniform(pos, seed, _FLIP_SALT) < 0.5) if random_flip else np.zeros(len(pos), bool)
-  return {"index": index, "flip": flip}
+  rows = {"index": index, "flip": flip}
+  if crop_range > 0:
+    for axis, key in enumerate(("crop_y", "crop_x")):
+      rows[key] = (hash_uniform(pos, seed, _CROP_SALT, axis) * crop_range).astype(np.int64)
+  return rows
 
 
 def num_eval_steps(num_examples: int, global_batch_size: int) -> int:
@@ -78,6 +109,6 @@ def eval_rows(step: int, *, num_examples: int, global_batch_size: int, process_i
               process_count: int) -> dict[str, np.ndarray]:
   """This process's rows of eval batch `step` (index order, the last global batch padded):
   {"index": int64 [L] (padding rows point at example 0), "mask": float32 [L] (1 real, 0 padding)}."""
-  pos = step * global_batch_size + local_rows(global_batch_size, process_index, process_count)
+  pos = positions(step, global_batch_size, process_index, process_count)
   real = pos < num_examples
   return {"index": np.where(real, pos, 0), "mask": real.astype(np.float32)}
