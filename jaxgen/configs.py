@@ -14,7 +14,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.prng_impl = "threefry2x32"
 
   c.data = ml_collections.ConfigDict()
-  c.data.source = "shapes"            # shapes | tfds | folder | captions | arrays
+  c.data.source = "shapes"            # shapes | tfds | folder | captions | arrays | none (no data)
   c.data.name = ""                    # TFDS name (source=tfds)
   c.data.path = ""                    # folder root / captions .jsonl / .npz (folder, captions, arrays)
   c.data.data_dir = ""                # TFDS data_dir; "" = TFDS default (~/tensorflow_datasets)
@@ -27,7 +27,18 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.crop = "center"              # center (center crop to square, then resize) | resize (stretch)
   c.data.random_flip = False          # horizontal flips in training
   c.data.caption_max_len = 64         # byte tokens per caption (0 = padding)
-  c.data.num_train_examples = -1      # -1 = all; else the first N (quick experiments, tests)
+  c.data.num_train_examples = -1      # -1 = all; else the first N (after data.classes)
+  c.data.classes = ()                 # keep only these labels; () = all classes
+  c.data.remap_classes = False        # True: labels become positions in data.classes (0..k-1)
+  c.data.random_crop = 0              # > 0: batches hold a crop of this side of the image_size image
+                                      # (random in training, a hash of (seed, position); centred in eval)
+  c.data.degrade = ml_collections.ConfigDict()  # paired "low_res" inputs for super-resolution
+  c.data.degrade.kind = ""            # "" = off | "bicubic" (antialiased, clipped to [-1, 1])
+  c.data.degrade.factor = 4           # low_res side = image side // factor (must divide it)
+  c.data.num_eval_examples = 0        # source=none: rows of an eval pass (0 = empty pass)
+  # Named streams in one batch ("<name>/image", ...), e.g. CycleGAN's domains: each a dict of
+  # overrides of the keys above, e.g. streams.a = dict(classes=(3,)), streams.b = dict(classes=(5,)).
+  c.data.streams = ml_collections.ConfigDict()
 
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 128            # global batch, split over all devices of all processes

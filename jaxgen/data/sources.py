@@ -1,10 +1,16 @@
 """Data sources: a split of a dataset as random-access examples, read by integer index.
 
 Each source gives an `Examples`: its size and `read(index) -> dict of numpy arrays` for a batch of
-int64 indices [n]. Array-like sources return "image" uint8 [n, h, w, c] (one fixed size); file
-sources return "path" (bytes [n]) and the pipeline decodes them in TF. Optional "label" int32 [n] and
-"caption_tokens" int32 [n, caption_max_len]. Only the "tfds" source imports TensorFlow (lazily), so
-validating the other sources is TF-free and fast.
+int64 indices [n]. Array-like sources return "image" uint8 [n, h, w, c] (one fixed size), or for
+float arrays (e.g. cached latents) float16/float32 [n, h, w, c] with any c, which the pipeline passes
+through unchanged; file sources return "path" (bytes [n]) and the pipeline decodes them in TF.
+Optional "label" int32 [n] and "caption_tokens" int32 [n, caption_max_len]. Source "none" reads
+nothing (no outputs at all). Only the "tfds" source imports TensorFlow (lazily), so validating the
+other sources is TF-free and fast.
+
+data.classes keeps only the examples of those classes (`get` re-indexes the split to them, so the
+order, resume and process slicing work unchanged on the subset); data.num_train_examples then caps
+the subset.
 """
 import dataclasses
 import functools
@@ -18,7 +24,7 @@ from jaxgen.data import shapes
 from jaxgen.data import text
 from jaxgen.errors import ConfigError
 
-SOURCES = ("shapes", "tfds", "folder", "captions", "arrays")
+SOURCES = ("shapes", "tfds", "folder", "captions", "arrays", "none")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 CAPTIONS_FILE = "captions.jsonl"
 # Datasets `python -m jaxgen.data.prepare` can build offline from local files.
@@ -32,21 +38,29 @@ _REGISTERED: dict[str, tuple[np.ndarray, Optional[np.ndarray]]] = {}
 class Examples:
   """One split of a source. `read` is None when the split was only checked, not loaded.
 
-  size: number of examples (indices are [0, size)).
+  size: number of examples (indices are [0, size)); None when only known after loading (a TFDS
+    split filtered by data.classes and only checked).
   spec: read's outputs, name -> (numpy dtype, shape after the batch dimension).
   num_classes: labels lie in [0, num_classes) (the classes the source defines); 0 = unlabelled.
+  labels: () -> int32 [size], every example's label, for labelled sources where that is cheap without
+    reading images (None for unlabelled sources and for TFDS splits that are only checked).
   """
-  size: int
+  size: Optional[int]
   spec: dict[str, tuple[type, tuple[int, ...]]]
   num_classes: int
   read: Optional[Callable[[np.ndarray], dict[str, np.ndarray]]]
+  labels: Optional[Callable[[], np.ndarray]] = None
+
+
+FLOAT_DTYPES = (np.float16, np.float32)
 
 
 def _checked_arrays(what: str, images, labels) -> tuple[np.ndarray, Optional[np.ndarray]]:
   images = np.asarray(images)
-  if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
-    raise ConfigError(f"{what}: images must be uint8 [N, H, W, C] with C in 1/3/4, got "
-                      f"{images.dtype} {images.shape}.")
+  is_float = images.dtype in FLOAT_DTYPES
+  if images.ndim != 4 or not (is_float or (images.dtype == np.uint8 and images.shape[-1] in (1, 3, 4))):
+    raise ConfigError(f"{what}: images must be uint8 [N, H, W, C] with C in 1/3/4, or float16/float32 "
+                      f"[N, H, W, C] with any C, got {images.dtype} {images.shape}.")
   if labels is not None:
     labels = np.asarray(labels)
     if labels.shape != images.shape[:1] or not np.issubdtype(labels.dtype, np.integer):
@@ -59,7 +73,10 @@ def _checked_arrays(what: str, images, labels) -> tuple[np.ndarray, Optional[np.
 def register_arrays(name: str, images: np.ndarray, labels: Optional[np.ndarray] = None) -> None:
   """Makes in-memory arrays available as source="arrays", data.name=name.
 
-  images: uint8 [N, H, W, C], C in {1, 3, 4}; labels: int [N] in [0, num_classes) or None.
+  images: uint8 [N, H, W, C], C in {1, 3, 4} (scaled to [-1, 1], resized, converted to data.channels),
+    or float16/float32 [N, H, W, C] with any C, e.g. cached latents (passed through unchanged, as
+    float32: needs data.image_size == H == W and data.channels == C);
+  labels: int [N] in [0, num_classes) or None.
   """
   _REGISTERED[name] = _checked_arrays(f"register_arrays({name!r})", images, labels)
 
@@ -72,17 +89,53 @@ def get(data_cfg, split: str, load: bool) -> Optional[Examples]:
   if source not in SOURCES:
     raise ConfigError(f"Unknown data.source={source!r}; use one of {SOURCES}.")
   ex = globals()[f"_{source}"](data_cfg, split, load)
+  if ex is not None:
+    ex = _select_classes(ex, data_cfg, split)
   cap = data_cfg.get("num_train_examples", -1)
-  if ex is not None and split == data_cfg.train_split and 0 < cap < ex.size:
+  if ex is not None and ex.size is not None and split == data_cfg.train_split and 0 < cap < ex.size:
     ex = dataclasses.replace(ex, size=cap)  # Indices [0, cap) = the first `cap` examples.
-  if ex is not None and ex.size == 0:
+  if ex is not None and ex.size == 0 and source != "none":
     raise ConfigError(f"data.source={source!r} split {split!r} has no examples.")
   return ex
 
 
+def _select_classes(ex: Examples, data_cfg, split: str) -> Examples:
+  """The examples of classes data.classes (in their original order); labels become each class's
+  position in data.classes iff data.remap_classes. Size None if the labels are not known yet (a TFDS
+  split only checked)."""
+  classes = tuple(data_cfg.get("classes", ()))
+  if not classes:
+    return ex
+  if not ex.num_classes:
+    raise ConfigError(f"data.classes={classes} but data.source={data_cfg.source!r} has no labels; "
+                      "set data.classes=() (all examples).")
+  bad = [c for c in classes if not 0 <= c < ex.num_classes]
+  if bad:
+    raise ConfigError(f"data.classes={classes}: {bad} not in [0, {ex.num_classes}), the classes of "
+                      f"data.source={data_cfg.source!r}; use labels in that range.")
+  num_classes = len(classes) if data_cfg.get("remap_classes", False) else ex.num_classes
+  if ex.labels is None:
+    return dataclasses.replace(ex, size=None, num_classes=num_classes)
+  keep = np.flatnonzero(np.isin(ex.labels(), classes))
+  if not keep.size:
+    raise ConfigError(f"data.classes={classes}: split {split!r} has no examples of these classes.")
+  new_label = np.arange(ex.num_classes, dtype=np.int32)
+  if data_cfg.get("remap_classes", False):
+    new_label[list(classes)] = np.arange(len(classes))
+  read = ex.read
+
+  def read_subset(index):
+    out = read(keep[index])
+    out["label"] = new_label[out["label"]]
+    return out
+
+  return Examples(len(keep), ex.spec, num_classes, read_subset if read is not None else None,
+                  lambda: new_label[ex.labels()[keep]])
+
+
 def _array_examples(images: np.ndarray, labels: Optional[np.ndarray], num_classes: int,
                     load: bool) -> Examples:
-  spec = {"image": (np.uint8, images.shape[1:])}
+  spec = {"image": (images.dtype.type, images.shape[1:])}
   if labels is not None:
     spec["label"] = (np.int32, ())
 
@@ -91,7 +144,8 @@ def _array_examples(images: np.ndarray, labels: Optional[np.ndarray], num_classe
     if labels is not None:
       out["label"] = labels[index]
     return out
-  return Examples(len(images), spec, num_classes, read if load else None)
+  return Examples(len(images), spec, num_classes, read if load else None,
+                  None if labels is None else lambda: labels)
 
 
 def _shapes(data_cfg, split: str, load: bool) -> Examples:
@@ -106,7 +160,15 @@ def _shapes(data_cfg, split: str, load: bool) -> Examples:
   n = shapes.SPLIT_SIZES[split]
   if split == data_cfg.train_split and data_cfg.get("num_train_examples", -1) > 0:
     n = data_cfg.num_train_examples
-  return Examples(n, spec, shapes.NUM_CLASSES, read if load else None)
+  labels = lambda: shapes.params(np.arange(n), split)["label"]
+  return Examples(n, spec, shapes.NUM_CLASSES, read if load else None, labels)
+
+
+def _none(data_cfg, split: str, load: bool) -> Examples:
+  """No data (e.g. style transfer, which optimises pixels): nothing is read. Training batches are
+  stream positions only; every split has data.num_eval_examples rows (the length of an eval pass)."""
+  del split
+  return Examples(data_cfg.get("num_eval_examples", 0), {}, 0, (lambda index: {}) if load else None)
 
 
 def _arrays(data_cfg, split: str, load: bool) -> Examples:
@@ -115,7 +177,7 @@ def _arrays(data_cfg, split: str, load: bool) -> Examples:
     path = data_cfg.path
     if not os.path.isfile(path):
       raise ConfigError(f"data.path={path!r} (source='arrays') is not a file; give a .npz with "
-                        "'image' uint8 [N,H,W,C] and optional 'label' int [N].")
+                        "'image' uint8 or float [N,H,W,C] and optional 'label' int [N].")
     with np.load(path) as f:
       if "image" not in f:
         raise ConfigError(f"data.path={path!r} has arrays {list(f.keys())} but no 'image'.")
@@ -163,7 +225,8 @@ def _file_examples(paths, labels, tokens, num_classes: int, load: bool) -> Examp
     if tokens is not None:
       out["caption_tokens"] = tokens[index]
     return out
-  return Examples(len(paths), spec, num_classes, read if load else None)
+  return Examples(len(paths), spec, num_classes, read if load else None,
+                  None if labels is None else lambda: labels)
 
 
 def _folder(data_cfg, split: str, load: bool) -> Examples:
