@@ -54,7 +54,8 @@ def synthetic_batch(example: dict, num_classes: int, seed: int = 0) -> dict:
 def benchmark(config: ml_collections.ConfigDict) -> dict:
   """Times config's training step; returns the figures as a dict."""
   from jaxgen import data  # pylint: disable=g-import-not-at-top  (example_batch needs no TF)
-  from jaxgen.train import create_state, make_sample_fn, root_key  # pylint: disable=g-import-not-at-top
+  from jaxgen import pretrained, sampling  # pylint: disable=g-import-not-at-top
+  from jaxgen.train import compile_train_step, create_state, root_key  # pylint: disable=g-import-not-at-top
   bc = config.benchmark
   batch_size = bc.batch_size if bc.batch_size > 0 else config.train.batch_size
   config = config.copy_and_resolve_references()
@@ -67,12 +68,9 @@ def benchmark(config: ml_collections.ConfigDict) -> dict:
   batch = parallel.global_batch(
       parallel.local_rows(synthetic_batch(example, config.data.num_classes, config.seed)), mesh)
   state = init_fn(root_key(config), batch)
-
-  def step_fn(state, batch):
-    return method.train_step(state, batch, jax.random.fold_in(state.rng, state.step))
-
-  jitted = jax.jit(step_fn, in_shardings=(shardings, parallel.batch_sharding(mesh)),
-                   out_shardings=(shardings, parallel.replicated(mesh)), donate_argnums=(0,))
+  # Frozen parts as zeros of their shapes: the step's cost does not depend on their values.
+  state = state.replace(frozen=pretrained.placeholders(abstract.frozen, shardings.frozen))
+  jitted = compile_train_step(method, config, mesh, shardings)
   t0 = time.perf_counter()
   lowered = jitted.lower(abstract, parallel.abstract_batch(example, mesh))
   t1 = time.perf_counter()
@@ -91,17 +89,18 @@ def benchmark(config: ml_collections.ConfigDict) -> dict:
       times.append(time.perf_counter() - t)
   step_s = statistics.median(times)
   n_dev = jax.device_count()
-  sampling = {}
+  sample_figures = {}
   if bc.get("sample_batch", 0) > 0:
-    sample_fn = make_sample_fn(method, mesh, bc.sample_batch)
+    sample_fn = sampling.make_sampler(method, mesh, bc.sample_batch)
     key = jax.random.PRNGKey(config.seed)
+    cond = _synthetic_cond(method, config, bc.sample_batch, mesh)
     t = time.perf_counter()
-    compiled_sample = sample_fn.lower(state, key).compile()
+    compiled_sample = sample_fn.lower(state, key, cond).compile()
     t_compile = time.perf_counter() - t
     t = time.perf_counter()
-    jax.block_until_ready(compiled_sample(state, key))
+    jax.block_until_ready(compiled_sample(state, key, cond))
     sample_s = time.perf_counter() - t
-    sampling = {"sample_batch": bc.sample_batch, "sampler": _sampler_name(config),
+    sample_figures = {"sample_batch": bc.sample_batch, "sampler": _sampler_name(config),
                 "sample_compile_s": t_compile, "sample_s": sample_s,
                 "sample_images_per_s": bc.sample_batch / sample_s,
                 "sample_images_per_s_per_device": bc.sample_batch / sample_s / n_dev}
@@ -127,9 +126,22 @@ def benchmark(config: ml_collections.ConfigDict) -> dict:
       "mfu": flops / step_s / peak if peak else None,
       "peak_memory_bytes": mem.get("peak_bytes_in_use"),
       "final_loss": float(jax.device_get(metrics["loss"])),
-      **sampling,
+      **sample_figures,
   }
   return result
+
+
+def _synthetic_cond(method, config, num: int, mesh) -> Optional[dict]:
+  """The sampler's conditioning for timing: the method's default, else synthetic rows of the data's
+  shapes (no dataset is read)."""
+  if not method.cond_keys:
+    return None
+  from jaxgen import data  # pylint: disable=g-import-not-at-top
+  cond = method.default_cond(num)
+  if cond is None:
+    example = synthetic_batch(data.example_batch(config.data, num), config.data.num_classes, config.seed)
+    cond = {k: example[k] for k in method.cond_keys}
+  return parallel.global_batch(parallel.local_rows(jax.tree.map(np.asarray, cond)), mesh)
 
 
 def _sampler_name(config: ml_collections.ConfigDict) -> str:

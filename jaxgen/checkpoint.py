@@ -1,10 +1,15 @@
 """Orbax checkpoints of the whole TrainState: async save, keep N, restore onto any mesh.
 
+Each checkpoint holds two items: "state" (the TrainState without its frozen pretrained trees, which
+belong to other runs or files) and "config" (the run's config as JSON), so a checkpoint describes
+itself: another run can load a subtree of it knowing only its workdir (jaxgen.pretrained).
+
 A checkpoint that cannot be restored (a run killed mid-save on a filesystem without atomic renames,
 a truncated or corrupted file) is skipped in favour of the previous good one, with a warning. It is
 moved aside to `<workdir>/checkpoints_corrupt/<step>` (never deleted), so its step number can be
 saved again and nothing already written is lost.
 """
+import json
 import os
 import shutil
 from typing import Any, Optional
@@ -29,12 +34,18 @@ logging.get_absl_logger().addFilter(_quiet_orbax)
 class Checkpointer:
   """Wraps orbax's CheckpointManager for `<workdir>/checkpoints`."""
 
-  def __init__(self, workdir: str, *, keep: int = 3, async_save: bool = True):
+  def __init__(self, workdir: str, *, keep: int = 3, async_save: bool = True, config=None,
+               create: bool = True):
+    """config: the run's ConfigDict, saved as JSON beside every state (None: "{}").
+    create=False reads an existing run without creating directories (pretrained loading)."""
     self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
     self.corrupt_dir = os.path.abspath(os.path.join(workdir, "checkpoints_corrupt"))
+    self._config_json = json.loads(config.to_json_best_effort()) if config is not None else {}
     self._manager = ocp.CheckpointManager(
-        self.directory,
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+        self.directory, item_names=("state", "config"),
+        item_handlers={"state": ocp.PyTreeCheckpointHandler(),
+                       "config": ocp.JsonCheckpointHandler()},
+        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=create,
                                              enable_async_checkpointing=async_save))
 
   def all_steps(self) -> list[int]:
@@ -49,7 +60,9 @@ class Checkpointer:
     step = int(jax.device_get(state.step))
     if step in self._manager.all_steps():
       return False
-    return self._manager.save(step, args=ocp.args.StandardSave(state), force=force)
+    return self._manager.save(step, force=force, args=ocp.args.Composite(
+        state=ocp.args.PyTreeSave(state.replace(frozen={})),
+        config=ocp.args.JsonSave(self._config_json)))
 
   def wait(self) -> None:
     self._manager.wait_until_finished()
@@ -84,7 +97,27 @@ class Checkpointer:
     return None
 
   def _restore(self, abstract_state: Any, step: int) -> TrainState:
-    return self._manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+    """abstract_state's frozen trees are not in checkpoints: restored without them, kept as given."""
+    frozen, target = abstract_state.frozen, abstract_state.replace(frozen={})
+    state = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+        target, restore_args=ocp.checkpoint_utils.construct_restore_args(target))))["state"]
+    return state.replace(frozen=frozen)
+
+  def saved_config(self, step: int) -> dict:
+    """The config saved with checkpoint `step`, as a JSON dict ({} when none was given)."""
+    return self._manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
+
+  def tree_metadata(self, step: int) -> dict:
+    """The saved state's tree as nested dicts (field names of TrainState at the top) of leaves with
+    .shape and .dtype, read without loading any array."""
+    return self._manager.item_metadata(step)["state"].tree
+
+  def restore_subtree(self, step: int, target: dict) -> dict:
+    """Restores only the leaves in `target` (nested dicts from the top of the saved state, e.g.
+    {"ema_params": {...}}, of jax.ShapeDtypeStruct with .sharding), onto those shardings."""
+    restore_args = jax.tree.map(lambda s: ocp.ArrayRestoreArgs(sharding=s.sharding), target)
+    return self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+        target, restore_args=restore_args, partial_restore=True)))["state"]
 
   def _move_aside(self, step: int) -> None:
     src = os.path.join(self.directory, str(step))

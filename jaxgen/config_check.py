@@ -2,7 +2,8 @@
 import jax
 import ml_collections
 
-from jaxgen import parallel, registry
+from jaxgen import parallel, pretrained, registry
+from jaxgen import state as state_lib
 from jaxgen.errors import ConfigError
 from jaxgen.methods.base import Method
 
@@ -50,8 +51,13 @@ def validate(config: ml_collections.ConfigDict, *, benchmark: bool = False,
       raise ConfigError(f"config.train.{key}={config.train[key]} must be >= 0 (0 = never).")
   if config.train.log_every == 0:
     raise ConfigError("config.train.log_every=0: logging cannot be disabled; use a large value instead.")
-  if not 0.0 <= config.train.ema_decay < 1.0:
-    raise ConfigError(f"config.train.ema_decay={config.train.ema_decay} must be in [0, 1).")
+  state_lib.validate_ema(config.train)
+  k = config.train.get("steps_per_dispatch", 1)
+  if not isinstance(k, int) or k < 1:
+    raise ConfigError(f"config.train.steps_per_dispatch={k!r} must be an int >= 1 (1 = one step per "
+                      "call; e.g. 8 to run 8 steps in one compiled lax.scan).")
+  if not method.can_sample:
+    _check_no_sampling(config)
   if benchmark and config.benchmark.get("sample_batch", 0) > 0:
     _check_batch("config.benchmark.sample_batch", config.benchmark.sample_batch, shards, process_count)
   if not benchmark:
@@ -59,4 +65,19 @@ def validate(config: ml_collections.ConfigDict, *, benchmark: bool = False,
     from jaxgen import data  # pylint: disable=g-import-not-at-top  (TF only where data is read)
     data.validate(config.data)
   method.validate()
+  pretrained.validate(config, tuple(method.frozen_parts()))
   return method
+
+
+def _check_no_sampling(config: ml_collections.ConfigDict) -> None:
+  """A method that draws no samples (e.g. a classifier) must not be asked for any."""
+  fix = "this method draws no samples"
+  if config.train.sample_every:
+    raise ConfigError(f"config.train.sample_every={config.train.sample_every}: {fix} "
+                      f"(config.method={config.method!r}); set --config.train.sample_every=0.")
+  if config.eval.num_samples:
+    raise ConfigError(f"config.eval.num_samples={config.eval.num_samples}: {fix} "
+                      f"(config.method={config.method!r}); set --config.eval.num_samples=0.")
+  if config.eval.metrics:
+    raise ConfigError(f"config.eval.metrics={tuple(config.eval.metrics)} need samples, and {fix} "
+                      f"(config.method={config.method!r}); set --config.eval.metrics='()'.")

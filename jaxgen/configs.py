@@ -1,8 +1,11 @@
 """Defaults shared by every experiment config. A config file under configs/ starts from `base_config()`
 and overrides what its family and dataset need; see configs/vae/mnist.py for the pattern."""
 import importlib.util
+from typing import Optional
 
 import ml_collections
+
+from jaxgen.errors import ConfigError
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -50,6 +53,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.keep_ckpts = 3
   c.train.eval_every = 0              # 0 = never; else run --mode eval's metrics every N steps
   c.train.ema_decay = 0.0             # 0 = no EMA (state.ema_params is None); e.g. 0.9999 for DDPM
+  c.train.ema_schedule = "constant"   # constant | warmup | stylegan (jaxgen.state.ema_decay)
+  c.train.ema_kimg = 10.0             # stylegan: EMA half-life in thousands of images
+  c.train.ema_rampup = 0.0            # stylegan: half-life ramp-up ratio (0 = off; StyleGAN2 0.05)
+  c.train.steps_per_dispatch = 1      # optimizer steps per compiled call (lax.scan over batches)
+  c.train.log_norms = True            # log the global parameter and update norms
 
   c.eval = ml_collections.ConfigDict()
   c.eval.batch_size = 256
@@ -59,6 +67,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.fid_num_samples = 50_000     # generated images for those metrics (50k: the papers' protocol)
   c.eval.reference_split = "train"    # reference statistics from this split (FID vs the training set)
   c.eval.reference_num_examples = -1  # -1 = the whole split
+
+  # Pretrained parts from other runs or weights files, name -> jaxgen.pretrained.part_defaults()
+  # entries (workdir | file + converter, frozen or initialising a params subtree).
+  c.pretrained = ml_collections.ConfigDict()
 
   c.mesh = ml_collections.ConfigDict()
   c.mesh.data = -1                    # -1 = all devices not used by the other axes
@@ -71,6 +83,43 @@ def base_config() -> ml_collections.ConfigDict:
   c.benchmark.batch_size = -1         # -1 = train.batch_size
   c.benchmark.sample_batch = 0        # > 0: also time the method's sampler (config.sample) at this batch
   return c
+
+
+def parse_arg(arg: Optional[str], positional: tuple[str, ...] = (), **defaults) -> ml_collections.ConfigDict:
+  """A config file's `arg` (what follows ':' in --config=FILE:ARG) as named values.
+
+  ARG is comma-separated: `name=value` sets a keyword, a bare word that names a bool default turns
+  it on ("tiny"), and other bare words fill `positional` names in order. Values take the type of
+  their default (bools accept true/false/1/0). E.g. with positional=("steps",), steps=50,
+  tiny=False, eta=0.0: "tiny" -> tiny=True; "20,eta=1.0" -> steps=20, eta=1.0; "tiny,steps=10".
+  Unknown names and bad values raise ConfigError naming the choices.
+  """
+  out = ml_collections.ConfigDict(defaults)
+  free = [n for n in positional]
+  for item in [a.strip() for a in (arg or "").split(",") if a.strip()]:
+    key, sep, value = item.partition("=")
+    if not sep:
+      if isinstance(defaults.get(key), bool):
+        out[key] = True
+        continue
+      if not free:
+        raise ConfigError(f"config arg {arg!r}: {item!r} is not one of the flags "
+                          f"{[k for k, v in defaults.items() if isinstance(v, bool)]} and no positional "
+                          f"value is left (positional: {list(positional)}); keywords: {sorted(defaults)}.")
+      key, value = free.pop(0), item
+    if key not in defaults:
+      raise ConfigError(f"config arg {arg!r}: unknown name {key!r}; known: {sorted(defaults)}.")
+    default = defaults[key]
+    try:
+      if isinstance(default, bool):
+        if value.lower() not in ("true", "false", "1", "0"):
+          raise ValueError(value)
+        out[key] = value.lower() in ("true", "1")
+      else:
+        out[key] = type(default)(value) if default is not None else value
+    except ValueError:
+      raise ConfigError(f"config arg {arg!r}: {key}={value!r} is not a {type(default).__name__}.") from None
+  return out
 
 
 def load_config_file(spec: str) -> ml_collections.ConfigDict:

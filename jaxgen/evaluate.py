@@ -3,7 +3,6 @@ NLL, bits/dim) and sample-based metrics (FID, IS, KID, precision/recall) on gene
 import functools
 import json
 import os
-import time
 from typing import Optional
 
 import jax
@@ -12,11 +11,16 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from jaxgen import images, parallel, writers
+from jaxgen import images, parallel, sampling, writers
 from jaxgen.methods.base import Method
 from jaxgen.state import TrainState
 
 EVAL_SEED = 0xE7A1
+
+
+def sample_key(config: ml_collections.ConfigDict) -> jax.Array:
+  """The root key of eval / sample mode's samples (the same images for the same seed)."""
+  return jax.random.fold_in(jax.random.PRNGKey(config.seed), EVAL_SEED + 1)
 
 
 @functools.lru_cache(maxsize=None)
@@ -56,39 +60,18 @@ def method_metrics(method: Method, config: ml_collections.ConfigDict, state: Tra
   return {k: v / n for k, v in totals.items()} | {"num_eval_examples": n}
 
 
-def generate_batches(method: Method, state: TrainState, mesh, num: int, batch_size: int, seed: int):
-  """Yields float32 [<=batch_size, H, W, C] samples in [-1, 1] on the host, `num` in all. The sampler
-  compiles once (fixed batch); the last batch is cut to size."""
-  from jaxgen.train import make_sample_fn  # pylint: disable=g-import-not-at-top
-  sample_fn = make_sample_fn(method, mesh, batch_size)
-  rng = jax.random.fold_in(jax.random.PRNGKey(seed), EVAL_SEED + 1)
-  num_batches, t0 = -(-num // batch_size), time.perf_counter()
-  every = -(-num_batches // 20)
-  for i in range(num_batches):
-    yield np.asarray(jax.device_get(sample_fn(state, jax.random.fold_in(rng, i))))[:num - i * batch_size]
-    done = min(num, (i + 1) * batch_size)
-    if num_batches > 1 and ((i + 1) % every == 0 or i + 1 == num_batches):
-      rate = done / (time.perf_counter() - t0)
-      logging.info("generated %d/%d samples, %.2f img/s, ETA %.0f s", done, num, rate,
-                   (num - done) / rate)
-
-
-def generate(method: Method, state: TrainState, mesh, num: int, batch_size: int, seed: int) -> np.ndarray:
-  """`num` samples as one float32 [num, H, W, C] array in [-1, 1]."""
-  return np.concatenate(list(generate_batches(method, state, mesh, num, batch_size, seed)))
-
-
 def sample_metrics(method: Method, config: ml_collections.ConfigDict, state: TrainState, mesh) -> dict:
   """config.eval.metrics (fid, is, kid, pr) on config.eval.fid_num_samples generated images against the
   cached reference statistics of config.eval.reference_split (the training set, as in the papers)."""
   from jaxgen import metrics  # pylint: disable=g-import-not-at-top
-  # Samples arrive replicated on every process; the extractor splits each batch over the whole mesh
-  # (each process feeds its rows) and returns all features to every process.
+  # Samples are drawn sharded and gathered to every process's host; the extractor splits each batch
+  # over the whole mesh again (each process feeds its rows) and returns all features everywhere.
   extractor = metrics.InceptionExtractor(mesh=mesh, batch_size=config.eval.batch_size)
   reference = metrics.reference_stats(config.data, config.eval.reference_split,
                                       config.eval.reference_num_examples, extractor)
-  fakes = (metrics.to_uint8(x) for x in generate_batches(
-      method, state, mesh, config.eval.fid_num_samples, config.eval.batch_size, config.seed))
+  fakes = (metrics.to_uint8(x) for x, _ in sampling.generate_batches(
+      method, config, state, mesh, config.eval.fid_num_samples, config.eval.batch_size,
+      sample_key(config)))
   return metrics.compute(list(config.eval.metrics), fakes, reference, extractor)
 
 
@@ -97,8 +80,9 @@ def evaluate(method: Method, config: ml_collections.ConfigDict, state: TrainStat
   """All configured metrics; with write=True also `workdir/eval/metrics.json` and a sample grid."""
   step = int(jax.device_get(state.step))
   results = method_metrics(method, config, state, mesh)
-  num = config.eval.num_samples
-  samples = generate(method, state, mesh, num, config.eval.batch_size, config.seed) if num else None
+  num = config.eval.num_samples if method.can_sample else 0
+  samples, cond = (sampling.generate(method, config, state, mesh, num, config.eval.batch_size,
+                                     sample_key(config)) if num else (None, None))
   if config.eval.metrics:
     results |= sample_metrics(method, config, state, mesh)
   logging.info("eval at step %d: %s", step, results)
@@ -110,8 +94,8 @@ def evaluate(method: Method, config: ml_collections.ConfigDict, state: TrainStat
     writer = writers.Writer(out_dir)   # TensorBoard events + eval/metrics.jsonl (history of evals)
     writer.scalars(step, results)
     if samples is not None:
-      grid = images.make_grid(samples[:256])
-      images.save_png(os.path.join(out_dir, f"samples_step_{step:08d}.png"), grid)
+      grid = sampling.save_grid(os.path.join(out_dir, f"samples_step_{step:08d}.png"), samples[:256],
+                              None if cond is None else {k: v[:256] for k, v in cond.items()})
       writer.images(step, {"eval_samples": grid})
     writer.close()
   return results
@@ -121,10 +105,13 @@ def sample(method: Method, config: ml_collections.ConfigDict, state: TrainState,
            num: Optional[int] = None) -> str:
   """Writes `num` samples as a PNG grid and a uint8 `.npz` (key "image") to workdir/samples/."""
   num = num or config.eval.num_samples
-  samples = generate(method, state, mesh, num, config.eval.batch_size, config.seed)
+  samples, cond = sampling.generate(method, config, state, mesh, num, config.eval.batch_size,
+                                    sample_key(config))
   step = int(jax.device_get(state.step))
   path = os.path.join(workdir, "samples", f"sample_step_{step:08d}")
+  sampling.save_grid(path + ".png", samples[:1024],
+                   None if cond is None else {k: v[:1024] for k, v in cond.items()})
   if jax.process_index() == 0:
-    images.save_png(path + ".png", images.make_grid(samples[:1024]))
-    np.savez_compressed(path + ".npz", image=images.to_uint8(samples))
+    extra = {} if cond is None else {f"cond_{k}": v for k, v in cond.items()}
+    np.savez_compressed(path + ".npz", image=images.to_uint8(samples), **extra)
   return path

@@ -16,8 +16,8 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 import jaxgen  # noqa: F401  (CPU XLA defaults, before any backend starts)
-from jaxgen import checkpoint, parallel
-from jaxgen.errors import ConfigError
+from jaxgen import parallel
+from jaxgen.errors import CheckpointError, ConfigError
 
 config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/<family>/<dataset>.py[:arg]).",
                                 lock_config=True)
@@ -42,6 +42,9 @@ def run(config, workdir: str, mode: str, checkpoint_step=None, num_samples=None)
     return train.train(config, workdir)
   from jaxgen import config_check, evaluate, train  # pylint: disable=g-import-not-at-top
   method = config_check.validate(config)
+  if mode == "sample" and not method.can_sample:
+    raise ConfigError(f"--mode=sample: config.method={config.method!r} draws no samples; use "
+                      "--mode=eval for its metrics.")
   mesh = parallel.create_mesh(config.mesh)
   state, _, ckpt = train.restore_or_init(method, config, mesh, workdir, step=checkpoint_step,
                                          require_checkpoint=True)
@@ -58,7 +61,7 @@ def main(argv):
   logging.set_verbosity(logging.INFO)
   try:
     run(FLAGS.config, FLAGS.workdir, FLAGS.mode, FLAGS.checkpoint_step, FLAGS.num_samples)
-  except (ConfigError, checkpoint.CheckpointError) as e:
+  except (ConfigError, CheckpointError) as e:
     logging.error("%s", e)
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

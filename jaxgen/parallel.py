@@ -65,8 +65,9 @@ def num_batch_shards(mesh_cfg, num_devices: int | None = None) -> int:
   return data * fsdp
 
 
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-  return NamedSharding(mesh, P(BATCH_AXES))
+def batch_sharding(mesh: Mesh, stacked: bool = False) -> NamedSharding:
+  """Rows split over the batch axes; stacked=True for [steps, B, ...] stacks of batches."""
+  return NamedSharding(mesh, P(None, BATCH_AXES) if stacked else P(BATCH_AXES))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -97,9 +98,10 @@ def local_rows(batch: dict) -> dict:
   return {k: np.split(np.asarray(v), n)[p] for k, v in batch.items()}
 
 
-def global_batch(local_batch: dict, mesh: Mesh) -> dict:
-  """This process's rows (numpy) -> global jax.Arrays sharded over the batch axes."""
-  sharding = batch_sharding(mesh)
+def global_batch(local_batch: dict, mesh: Mesh, stacked: bool = False) -> dict:
+  """This process's rows (numpy) -> global jax.Arrays sharded over the batch axes (the second axis
+  of [steps, L, ...] stacks when stacked=True)."""
+  sharding = batch_sharding(mesh, stacked)
   return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in local_batch.items()}
 
 

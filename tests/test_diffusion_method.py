@@ -1,5 +1,6 @@
 """The diffusion methods (jaxgen.methods.diffusion) end to end: a real MNIST learning check, guidance
 wiring, compile-once sampling, classifier guidance from a checkpointed noisy classifier."""
+import functools
 import pathlib
 
 import jax
@@ -7,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxgen import parallel, pretrained
 from jaxgen.checkpoint import Checkpointer
 from jaxgen.diffusion.defaults import diffusion_base_config
 from jaxgen.methods.base import ConfigError
@@ -102,23 +104,27 @@ def test_classifier_guidance_from_checkpoint(tmp_path):
   for i in range(30):
     state, metrics = step(state, batch, jax.random.PRNGKey(i))
   assert float(metrics["loss"]) < 2.0, metrics   # from ln(10) = 2.3
-  ckpt = Checkpointer(str(tmp_path), async_save=False)
+  ckpt = Checkpointer(str(tmp_path), async_save=False, config=classifier_config())
   ckpt.save(state)
   ckpt.close()
-  cfg_file = tmp_path / "classifier_config.py"
-  cfg_file.write_text(f"import sys\nsys.path.insert(0, {str(REPO / 'tests')!r})\n"
-                      "from test_diffusion_method import classifier_config as get_config\n")
 
   c = guided_config()
-  c.sample.classifier_config, c.sample.classifier_workdir = str(cfg_file), str(tmp_path)
+  c.pretrained.classifier.workdir = str(tmp_path)
   c.sample.classifier_scale = 1.0
   m = Diffusion(c)
+  # The loop's path: the method declares the frozen part, jaxgen.pretrained loads it onto the mesh
+  # (the classifier's architecture comes from the config saved with its checkpoint).
+  mesh = parallel.create_mesh(c.mesh)
+  frozen = pretrained.load_frozen(c, m.frozen_parts(), mesh)
+  for a, b in zip(jax.tree.leaves(frozen["classifier"]), jax.tree.leaves(state.params)):
+    np.testing.assert_array_equal(a, b)   # the live params: that run kept no EMA
   params = m.init(jax.random.PRNGKey(3), batch).params
   target = jnp.full((16,), 9, jnp.int32)
-  gen = jax.jit(lambda s: m.generate(params, jax.random.PRNGKey(4), 16, target, guidance_scale=1.0,
-                                     eta=0.0, classifier_scale=s))
+  gen = jax.jit(lambda s, cp: m.generate(params, jax.random.PRNGKey(4), 16, target, guidance_scale=1.0,
+                                         eta=0.0, classifier_scale=s, classifier_params=cp))
   plain = jax.jit(lambda: Diffusion(guided_config()).generate(
       params, jax.random.PRNGKey(4), 16, None, guidance_scale=1.0, eta=0.0, classifier_scale=0.0))()
+  gen = functools.partial(gen, cp=frozen["classifier"])
   np.testing.assert_allclose(gen(jnp.float32(0.0)), plain, atol=1e-6)
   guided = gen(jnp.float32(10.0))
   logp = lambda x: jax.nn.log_softmax(cm.model.apply({"params": state.params}, x, jnp.zeros(16, jnp.int32),

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 
-from jaxgen import data, evaluate, main, metrics
+from jaxgen import data, evaluate, main, metrics, sampling
 from toy_method import toy_config
 
 N = 40
@@ -29,7 +29,8 @@ def test_eval_mode_sample_metrics_equal_independent_computation(tmp_path):
   mesh = parallel.create_mesh(cfg.mesh)
   state, _, ckpt = train.restore_or_init(method, cfg, mesh, wd, require_checkpoint=True)
   ckpt.close()
-  fake = metrics.to_uint8(evaluate.generate(method, state, mesh, N, cfg.eval.batch_size, cfg.seed))
+  fake = metrics.to_uint8(sampling.generate(method, cfg, state, mesh, N, cfg.eval.batch_size,
+                                            evaluate.sample_key(cfg))[0])
   real = np.concatenate([b["image"][b["mask"] > 0] for b in data.eval_iterator(
       cfg.data, global_batch_size=8, split="train", num_examples=N, process_index=0, process_count=1)])
   assert len(fake) == len(real) == N

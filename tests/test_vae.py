@@ -255,9 +255,9 @@ def test_conditional_sampling(mnist_numpy):
   default = method.sample(state, rng, 12)
   assert default.shape == (12, 28, 28, 1) and default.dtype == jnp.float32
   assert float(default.min()) >= -1.0 and float(default.max()) <= 1.0
-  cycled = method.sample(state, rng, 12, jnp.arange(12, dtype=jnp.int32) % 10)
+  cycled = method.sample(state, rng, 12, {"label": jnp.arange(12, dtype=jnp.int32) % 10})
   np.testing.assert_array_equal(np.asarray(default), np.asarray(cycled))
-  zeros = method.sample(state, rng, 12, jnp.zeros((12,), jnp.int32))
+  zeros = method.sample(state, rng, 12, {"label": jnp.zeros((12,), jnp.int32)})
   np.testing.assert_array_equal(np.asarray(zeros[0]), np.asarray(default[0]))  # both label 0
   assert np.abs(np.asarray(zeros[1:10] - default[1:10])).max() > 1e-4  # other labels, other images
   out = jax.jit(method.eval_step)(state, batch, rng)

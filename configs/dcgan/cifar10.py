@@ -19,10 +19,11 @@ import os
 
 import ml_collections
 
-from jaxgen.configs import load_config_file
+from jaxgen.configs import load_config_file, parse_arg
 
 
 def get_config(arg=None) -> ml_collections.ConfigDict:
+  args = parse_arg(arg, tiny=False)
   # The MNIST config's architecture, optimizers and tiny variant, on 32x32 RGB CIFAR-10 images.
   mnist = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mnist.py")
   c = load_config_file(f"{mnist}:{arg}" if arg else mnist)
@@ -32,7 +33,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.data.channels = 3
   c.data.crop = "center"
   c.data.random_flip = True
-  if arg != "tiny":
+  if not args.tiny:
     c.train.num_steps = 100_000
     c.train.sample_every = 5000
     c.train.ckpt_every = 5000

@@ -13,10 +13,11 @@ Targets: the paper reports no MNIST number; expect recognisable digits after ~5k
 """
 import ml_collections
 
-from jaxgen.configs import base_config
+from jaxgen.configs import base_config, parse_arg
 
 
 def get_config(arg=None) -> ml_collections.ConfigDict:
+  args = parse_arg(arg, tiny=False)
   c = base_config()
   c.method = "gan"
 
@@ -47,7 +48,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.train.sample_every = 1000
   c.train.ema_decay = 0.999
 
-  if arg == "tiny":
+  if args.tiny:
     c.data.num_train_examples = 512
     c.model.gen_features = 8
     c.model.disc_features = 8

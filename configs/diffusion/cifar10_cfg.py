@@ -19,15 +19,16 @@ import os
 
 import ml_collections
 
-from jaxgen.configs import load_config_file
+from jaxgen.configs import load_config_file, parse_arg
 from jaxgen.diffusion.defaults import make_tiny
 
 
 def get_config(arg=None) -> ml_collections.ConfigDict:
+  args = parse_arg(arg, tiny=False)
   c = load_config_file(os.path.join(os.path.dirname(os.path.abspath(__file__)), "ddpm_cifar10.py"))
   c.diffusion.class_conditional = True
   c.diffusion.label_dropout = 0.1
   c.sample.guidance_scale = 1.3
-  if arg == "tiny":
+  if args.tiny:
     make_tiny(c)
   return c

@@ -16,7 +16,7 @@ import os
 
 import ml_collections
 
-from jaxgen.configs import load_config_file
+from jaxgen.configs import load_config_file, parse_arg
 from jaxgen.diffusion.defaults import make_tiny
 
 
@@ -26,17 +26,9 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.sample.skip_type = "quad"
   c.sample.clip_denoised = False
   c.sample.eta = 0.0
-  c.sample.steps = 50
-  if arg == "tiny":
+  args = parse_arg(arg, positional=("steps",), steps=50, eta=0.0, tiny=False)
+  c.sample.steps, c.sample.eta = args.steps, args.eta
+  if args.tiny:
     make_tiny(c)
-    c.sample.steps = 5
-    return c
-  if arg:
-    steps, *opts = arg.split(",")
-    c.sample.steps = int(steps)
-    for opt in opts:
-      key, _, value = opt.partition("=")
-      if key != "eta":
-        raise ValueError(f"ddim_cifar10.py: unknown option {key!r} in arg {arg!r}; use '<steps>[,eta=<x>]'.")
-      c.sample.eta = float(value)
+    c.sample.steps = min(args.steps, 5)
   return c

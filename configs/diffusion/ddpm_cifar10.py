@@ -27,10 +27,12 @@ passes per batch; --config.eval.vlb_timesteps=K gives an unbiased estimate from 
 """
 import ml_collections
 
+from jaxgen.configs import parse_arg
 from jaxgen.diffusion.defaults import diffusion_base_config, make_tiny
 
 
 def get_config(arg=None) -> ml_collections.ConfigDict:
+  args = parse_arg(arg, tiny=False)
   c = diffusion_base_config()   # U-Net, Adam, schedule and sampler defaults are the paper's
 
   c.data.source = "folder"
@@ -51,7 +53,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.eval.num_samples = 50_000
   c.eval.metrics = ("fid", "is")
 
-  if arg == "tiny":
+  if args.tiny:
     make_tiny(c)
   return c
 

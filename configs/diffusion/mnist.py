@@ -14,10 +14,12 @@ at 7x7. T = 1000 linear betas, eps-prediction; DDIM 50-step sampling for speed.
 """
 import ml_collections
 
+from jaxgen.configs import parse_arg
 from jaxgen.diffusion.defaults import diffusion_base_config, make_tiny
 
 
 def get_config(arg=None) -> ml_collections.ConfigDict:
+  args = parse_arg(arg, tiny=False)
   c = diffusion_base_config()
   c.data.source = "tfds"
   c.data.name = "mnist"
@@ -48,6 +50,6 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
 
   c.eval.batch_size = 128
   c.eval.vlb_timesteps = 50      # unbiased estimate of the bound from 50 of the 1000 terms
-  if arg == "tiny":
+  if args.tiny:
     make_tiny(c)
   return c

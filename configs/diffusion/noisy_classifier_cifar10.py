@@ -4,8 +4,9 @@ arXiv:2105.05233, section 4 / Algorithm 1).
 Train the classifier, then sample the class-conditional-by-guidance DDPM with it:
   python -m jaxgen.main --config=configs/diffusion/noisy_classifier_cifar10.py --workdir=/tmp/clf --mode=train
   python -m jaxgen.main --config=configs/diffusion/ddpm_cifar10.py --workdir=/tmp/ddpm --mode=eval \
-      --config.sample.classifier_config=configs/diffusion/noisy_classifier_cifar10.py \
-      --config.sample.classifier_workdir=/tmp/clf --config.sample.classifier_scale=1.0
+      --config.pretrained.classifier.workdir=/tmp/clf --config.sample.classifier_scale=1.0
+(The classifier's architecture and forward process come from the config saved with its checkpoints;
+its params are loaded onto the mesh as a frozen part, jaxgen.pretrained.)
 Smoke test: --config=configs/diffusion/noisy_classifier_cifar10.py:tiny
 
 The forward process must be the diffusion model's (T = 1000 linear betas here, as ddpm_cifar10).
@@ -18,10 +19,12 @@ unguided ones as scale grows (the paper's Table 4 trend on ImageNet). NOT YET ME
 """
 import ml_collections
 
+from jaxgen.configs import parse_arg
 from jaxgen.diffusion.defaults import diffusion_base_config, make_tiny
 
 
 def get_config(arg=None) -> ml_collections.ConfigDict:
+  args = parse_arg(arg, tiny=False)
   c = diffusion_base_config()
   c.method = "noisy_classifier"
   c.data.source = "folder"
@@ -47,12 +50,14 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
 
   c.train.batch_size = 128
   c.train.num_steps = 300_000
-  c.train.sample_every = 0                  # a classifier draws no samples
+  c.train.sample_every = 0                  # a classifier draws no samples: no grids, ...
+  c.eval.num_samples = 0                    # ... no eval samples ...
   c.train.ema_decay = 0.9999
   c.train.eval_every = 10_000
   c.eval.metrics = ()
-  if arg == "tiny":
+  if args.tiny:
     make_tiny(c)
     c.model.attn_resolutions = ()
     c.train.sample_every = 0
+    c.eval.num_samples = 0
   return c

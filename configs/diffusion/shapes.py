@@ -14,10 +14,12 @@ red/blue shapes on plain backgrounds (shape outlines still rough).
 """
 import ml_collections
 
+from jaxgen.configs import parse_arg
 from jaxgen.diffusion.defaults import diffusion_base_config, make_tiny
 
 
 def get_config(arg=None) -> ml_collections.ConfigDict:
+  args = parse_arg(arg, tiny=False)
   c = diffusion_base_config()
   c.data.source = "shapes"
   c.data.image_size = 32
@@ -54,6 +56,6 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.eval.num_examples = 1000
   c.eval.num_samples = 100
   c.eval.vlb_timesteps = 20
-  if arg == "tiny":
+  if args.tiny:
     make_tiny(c)
   return c

@@ -22,10 +22,11 @@ on the first 32 test images neg-ELBO 111.5, k=5000 NLL 100.9 nats (the k=5000 ev
 """
 import ml_collections
 
-from jaxgen.configs import base_config
+from jaxgen.configs import base_config, parse_arg
 
 
 def get_config(arg=None) -> ml_collections.ConfigDict:
+  args = parse_arg(arg, tiny=False)
   c = base_config()
   c.method = "vae"
 
@@ -60,7 +61,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.eval.iwae_k = 5000                # importance samples for the test NLL (paper protocol)
   c.eval.iwae_chunk = 100             # samples decoded at once: memory ~ eval.batch_size * iwae_chunk images
 
-  if arg == "tiny":
+  if args.tiny:
     c.data.num_train_examples = 256
     c.train.batch_size = 32
     c.train.num_steps = 20

@@ -6,6 +6,7 @@ Experiment configs under configs/diffusion/ start from `diffusion_base_config()`
 import ml_collections
 
 from jaxgen.configs import base_config
+from jaxgen.pretrained import part_defaults as pretrained_part
 
 
 def diffusion_base_config() -> ml_collections.ConfigDict:
@@ -48,9 +49,9 @@ def diffusion_base_config() -> ml_collections.ConfigDict:
   c.sample.progress = True                  # log a progress bar from loops of >= 100 steps
   c.sample.clip_denoised = True             # clip predicted x_0 to [-1, 1] (reference code does)
   c.sample.guidance_scale = 1.0             # classifier-free: 0 = uncond, 1 = cond, > 1 extrapolates
-  c.sample.classifier_config = ""           # classifier guidance: noisy classifier config file[:arg]
-  c.sample.classifier_workdir = ""          # ... and the workdir holding its checkpoints
-  c.sample.classifier_scale = 0.0           # ... and the gradient scale s (0 = off)
+  c.sample.classifier_scale = 0.0           # classifier guidance: gradient scale s (0 = off) of ...
+  # ... the noisy classifier run config.pretrained.classifier.workdir (jaxgen.pretrained; frozen).
+  c.pretrained.classifier = pretrained_part()
 
   c.eval.vlb_timesteps = 0                  # bits/dim: 0 = all T terms; K >= 2: L_0 + estimate from K-1
 

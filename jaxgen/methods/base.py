@@ -5,9 +5,20 @@ Batches are dicts of arrays, global and sharded over the mesh's batch axes:
   "label": int32 [B]                          (datasets with classes)
   "caption_tokens": int32 [B, L]              (datasets with captions; 0 = padding)
   "mask": float32 [B], 1 = real example       (eval batches only; padding rows have 0)
+  more keys where config.data asks for them (jaxgen.data: streams, low_res, ...)
 
-Methods are pure: `train_step`, `sample` and `eval_step` are jitted by the caller, so they must not
-do Python control flow on traced values or host I/O. Methods import models and nn, never the trainer.
+What a family author writes (one model file, one method file, one config):
+  init / train_step / sample / eval_step below, pure and jitted by the caller (no Python control flow
+    on traced values, no host I/O);
+  `cond_keys` + `default_cond` when sampling takes conditioning (labels, source or low-resolution
+    images, tokens): the loop fills `cond` from `default_cond` or from eval rows, sharded like a batch;
+  `frozen_parts` for pretrained networks used but not trained (another run or a weights file,
+    configured in config.pretrained.<name>): the loop loads them into `state.frozen[name]`;
+  `can_sample = False` for methods that draw no images (a classifier): the config check then
+    rejects sample grids, sample-based metrics and --mode sample before anything compiles.
+Methods import models and nn, never the trainer. Metrics a step did not compute (lazy regularisers
+every k steps) are returned as NaN: the loop averages each metric over the steps that computed it
+("loss" must always be finite).
 """
 from typing import Any, Mapping, Optional
 
@@ -18,6 +29,7 @@ from jaxgen.errors import ConfigError  # noqa: F401  (re-exported for methods)
 from jaxgen.state import TrainState
 
 Batch = Mapping[str, jax.Array]
+PyTree = Any
 
 
 class Method:
@@ -26,6 +38,10 @@ class Method:
   Subclasses get the whole run config in __init__ (model, optim, train, data sections) and must not
   touch devices there: the trainer validates configs before anything compiles.
   """
+  # False for methods that draw no samples (e.g. a classifier).
+  can_sample: bool = True
+  # Batch keys `sample` reads from `cond` (e.g. ("label",), ("low_res",)); () = unconditional.
+  cond_keys: tuple[str, ...] = ()
 
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
@@ -35,18 +51,33 @@ class Method:
     handle). Called before any compilation. Shapes available: config.data.image_size, .channels,
     .num_classes."""
 
+  def frozen_parts(self) -> dict[str, PyTree]:
+    """Pretrained networks this run uses but does not train: name -> the expected params tree of
+    jax.ShapeDtypeStruct (e.g. `jax.eval_shape` of the part's init). The loop loads each from
+    config.pretrained.<name>, checks the shapes, and puts it in `state.frozen[name]`."""
+    return {}
+
   def init(self, rng: jax.Array, example_batch: Batch) -> TrainState:
-    """Initial state. `example_batch` has the global batch's shapes (values unused)."""
+    """Initial state (with state.frozen = {}). `example_batch` has the global batch's shapes."""
     raise NotImplementedError
 
   def train_step(self, state: TrainState, batch: Batch, rng: jax.Array) -> tuple[TrainState, dict]:
     """One optimizer step. Returns (new state with step+1, dict of float32 scalar metrics, incl. "loss")."""
     raise NotImplementedError
 
-  def sample(self, state: TrainState, rng: jax.Array, num: int, cond: Optional[Any] = None) -> jax.Array:
-    """`num` images, float32 [num, H, W, C] in [-1, 1], from the EMA params when there are any.
-    `cond`: method-specific conditioning (e.g. int32 labels [num]); None = the method's default
-    (e.g. labels cycling through the classes)."""
+  def sampling_params(self, state: TrainState) -> PyTree:
+    """The params to sample from: the EMA when the run keeps one, else the trained params."""
+    return state.params if state.ema_params is None else state.ema_params
+
+  def default_cond(self, num: int) -> Optional[dict]:
+    """Conditioning for `num` samples when no data rows are given (host numpy dict with `cond_keys`,
+    e.g. labels cycling through the classes), or None when conditioning must come from data (source
+    images for translation, low-resolution images for super-resolution)."""
+    return None
+
+  def sample(self, state: TrainState, rng: jax.Array, num: int, cond: Optional[Batch] = None) -> jax.Array:
+    """`num` images, float32 [num, H, W, C] in [-1, 1], from `sampling_params(state)`.
+    `cond`: None or a dict with `cond_keys`, arrays [num, ...]; None = `default_cond(num)`."""
     raise NotImplementedError
 
   def eval_step(self, state: TrainState, batch: Batch, rng: jax.Array) -> dict:

@@ -14,19 +14,19 @@ defaults and meanings in jaxgen/diffusion/defaults.py.
 """
 from typing import Any, Optional
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
 
-from jaxgen import optim
+import numpy as np
+
+from jaxgen import optim, pretrained
 from jaxgen.diffusion import guidance, process as process_lib, samplers
-from jaxgen.configs import load_config_file
 from jaxgen.methods.base import Batch, ConfigError, Method
 from jaxgen.models.noisy_classifier import classifier_from_config
 from jaxgen.models.unet import unet_from_config
-from jaxgen.state import TrainState
+from jaxgen.state import TrainState, ema_decay, ema_init
 
 
 def _check_process_config(config: ml_collections.ConfigDict) -> None:
@@ -62,7 +62,7 @@ class Diffusion(Method):
     self.num_classes = config.data.num_classes if d.class_conditional else 0
     self.model = unet_from_config(config.model, config.data.channels, self.num_classes)
     self.tx = optim.make_optimizer(config.optim, config.train.num_steps)
-    self._classifier = None   # (module, params) for classifier guidance, loaded on first use
+    self._classifier = None   # the NoisyClassifier method of classifier guidance, built on first use
 
   def validate(self) -> None:
     c = self.config
@@ -91,10 +91,10 @@ class Diffusion(Method):
       if s.eta < 0:
         raise ConfigError(f"config.sample.eta={s.eta} must be >= 0 (0 = DDIM, 1 = DDPM-like).")
     if s.classifier_scale:
-      if not (s.classifier_config and s.classifier_workdir):
+      if pretrained.part(c, "classifier") is None:
         raise ConfigError(f"config.sample.classifier_scale={s.classifier_scale} needs "
-                          "config.sample.classifier_config and classifier_workdir (a trained "
-                          "noisy_classifier run); or set classifier_scale=0.")
+                          "config.pretrained.classifier.workdir (a trained noisy_classifier run); "
+                          "or set classifier_scale=0.")
       if c.data.num_classes <= 0:
         raise ConfigError("classifier guidance needs a labelled dataset (config.data.num_classes > 0).")
     if c.eval.vlb_timesteps == 1 or not 0 <= c.eval.vlb_timesteps <= d.timesteps:
@@ -107,18 +107,14 @@ class Diffusion(Method):
     return self.model.apply({"params": params}, x, t, y if self.num_classes else None, train=train,
                             rngs=rngs)
 
-  @staticmethod
-  def _sampling_params(state: TrainState):
-    return state.params if state.ema_params is None else state.ema_params
-
   # ---- Method interface --------------------------------------------------------------------------
   def init(self, rng: jax.Array, example_batch: Batch) -> TrainState:
     x = jnp.zeros(example_batch["image"].shape, jnp.float32)
     b = x.shape[0]
     y = jnp.zeros((b,), jnp.int32) if self.num_classes else None
     params = self.model.init({"params": rng}, x, jnp.zeros((b,), jnp.int32), y, train=False)["params"]
-    ema = params if self.config.train.ema_decay > 0 else None
-    return TrainState.create(params=params, opt_state=self.tx.init(params), rng=rng, ema_params=ema)
+    return TrainState.create(params=params, opt_state=self.tx.init(params), rng=rng,
+                             ema_params=ema_init(params, self.config.train))
 
   def _loss(self, params, batch: Batch, rng: jax.Array, *, train: bool) -> jax.Array:
     """L_simple per example, float32 [B]: mean over pixels of (target - output)^2."""
@@ -141,34 +137,72 @@ class Diffusion(Method):
   def train_step(self, state: TrainState, batch: Batch, rng: jax.Array) -> tuple[TrainState, dict]:
     loss_fn = lambda p: jnp.mean(self._loss(p, batch, rng, train=True))  # noqa: E731
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
-    return (state.apply_gradients(self.tx, grads, self.config.train.ema_decay),
+    decay = ema_decay(self.config.train, state.step, batch["image"].shape[0])
+    return (state.apply_gradients(self.tx, grads, decay),
             {"loss": loss, "grad_norm": optax.tree.norm(grads)})
 
-  def default_labels(self, num: int) -> jax.Array:
-    """Labels cycling through the classes, int32 [num]."""
-    return jnp.arange(num, dtype=jnp.int32) % max(self.config.data.num_classes, 1)
+  @property
+  def cond_keys(self) -> tuple[str, ...]:
+    uses_labels = self.num_classes or self.config.sample.classifier_scale
+    return ("label",) if uses_labels else ()
 
-  def sample(self, state: TrainState, rng: jax.Array, num: int, cond: Optional[Any] = None) -> jax.Array:
+  def default_cond(self, num: int) -> Optional[dict]:
+    """Labels cycling through the classes, int32 [num] (for label-conditional sampling)."""
+    if not self.cond_keys:
+      return None
+    return {"label": np.arange(num, dtype=np.int32) % max(self.config.data.num_classes, 1)}
+
+  def frozen_parts(self) -> dict:
+    """Classifier guidance: the noisy classifier's params (config.pretrained.classifier)."""
+    if not self.config.sample.classifier_scale:
+      return {}
+    method = self._classifier_method()
+    example = {"image": jax.ShapeDtypeStruct((1, self.config.data.image_size, self.config.data.image_size,
+                                              self.config.data.channels), jnp.float32)}
+    return {"classifier": jax.eval_shape(method.init, jax.random.PRNGKey(0), example).params}
+
+  def _classifier_method(self) -> "NoisyClassifier":
+    """The NoisyClassifier of the run config.pretrained.classifier names (built from the config
+    saved with its checkpoints), checked to share this model's forward process."""
+    if self._classifier is None:
+      cls_config = pretrained.part_config(self.config, "classifier")
+      if cls_config.get("method") != "noisy_classifier":
+        raise ConfigError(f"config.pretrained.classifier is a {cls_config.get('method')!r} run; "
+                          "classifier guidance needs a noisy_classifier run.")
+      ours, theirs = self.config.diffusion, cls_config.diffusion
+      for key in ("schedule", "timesteps", "beta_start", "beta_end"):
+        if ours[key] != theirs[key]:
+          raise ConfigError(f"config.pretrained.classifier was trained with diffusion.{key}="
+                            f"{theirs[key]!r} but this model uses {ours[key]!r}: the classifier must "
+                            "see the same forward process.")
+      self._classifier = NoisyClassifier(cls_config)
+    return self._classifier
+
+  def sample(self, state: TrainState, rng: jax.Array, num: int, cond: Optional[Batch] = None) -> jax.Array:
     """`num` images [num, H, W, C] in [-1, 1] with the config's sampler and guidance settings.
-    cond: int32 labels [num] (class-conditional or classifier-guided models); None = cycling."""
+    cond: {"label": int32 [num]} (class-conditional or classifier-guided models); None = cycling."""
     s = self.config.sample
-    return self.generate(self._sampling_params(state), rng, num, cond,
+    labels = None if cond is None else cond["label"]
+    classifier = state.frozen.get("classifier")
+    return self.generate(self.sampling_params(state), rng, num, labels,
                          guidance_scale=jnp.float32(s.guidance_scale), eta=jnp.float32(s.eta),
-                         classifier_scale=jnp.float32(s.classifier_scale))
+                         classifier_scale=jnp.float32(s.classifier_scale),
+                         classifier_params=classifier)
 
   def generate(self, params, rng: jax.Array, num: int, labels: Optional[jax.Array], *,
                guidance_scale: jax.Array, eta: jax.Array, classifier_scale: jax.Array,
-               x_T: Optional[jax.Array] = None) -> jax.Array:
+               classifier_params: Any = None, x_T: Optional[jax.Array] = None) -> jax.Array:
     """The sampler with its scalars as (traceable) arguments: jit with `num` static and change
-    guidance_scale / eta / classifier_scale without recompiling. x_T: optional starting noise."""
+    guidance_scale / eta / classifier_scale without recompiling. classifier_params: the noisy
+    classifier's params (an argument, never a constant) when config.sample.classifier_scale != 0.
+    x_T: optional starting noise."""
     c = self.config
     shape = (num, c.data.image_size, c.data.image_size, c.data.channels)
     noise_rng, step_rng = jax.random.split(rng)
     if x_T is None:
       x_T = jax.random.normal(noise_rng, shape, jnp.float32)
-    uses_labels = self.num_classes or c.sample.classifier_scale
-    if uses_labels:
-      labels = self.default_labels(num) if labels is None else jnp.asarray(labels, jnp.int32)
+    if self.cond_keys:
+      labels = jnp.asarray(self.default_cond(num)["label"] if labels is None else labels, jnp.int32)
 
     if self.num_classes and c.diffusion.label_dropout > 0:
       apply = lambda x, t, y: self._apply(params, x, t, y)  # noqa: E731
@@ -178,8 +212,10 @@ class Diffusion(Method):
 
     grad_fn = None
     if c.sample.classifier_scale:
-      module, cparams = self._load_classifier()
-      classifier_fn = lambda x, t: module.apply({"params": cparams}, x, t, train=False)  # noqa: E731
+      if classifier_params is None:
+        raise ValueError("classifier guidance needs classifier_params (state.frozen['classifier']).")
+      module = self._classifier_method().model
+      classifier_fn = lambda x, t: module.apply({"params": classifier_params}, x, t, train=False)  # noqa: E731
       grad_fn = guidance.classifier_log_prob_grad(classifier_fn, labels)
 
     if c.sample.sampler == "ddpm":
@@ -193,33 +229,12 @@ class Diffusion(Method):
                                 classifier_scale=classifier_scale,
                                 progress=c.sample.get("progress", True))
 
-  def _load_classifier(self) -> tuple[nn.Module, Any]:
-    """The noisy classifier (module, params) of config.sample.classifier_{config,workdir}, restored
-    from its latest checkpoint (EMA params if it kept them). Host I/O, done once, at trace time: the
-    params then enter the compiled sampler as constants."""
-    if self._classifier is None:
-      from jaxgen.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
-      s = self.config.sample
-      cls_config = load_config_file(s.classifier_config)
-      method = NoisyClassifier(cls_config)
-      example = {"image": jax.ShapeDtypeStruct((1, cls_config.data.image_size, cls_config.data.image_size,
-                                                cls_config.data.channels), jnp.float32)}
-      abstract = jax.eval_shape(method.init, jax.random.PRNGKey(0), example)
-      # Usually called while the sampler is being traced: evaluate the restore eagerly, not staged.
-      with jax.ensure_compile_time_eval():
-        state = Checkpointer(s.classifier_workdir, async_save=False).restore(abstract)
-      if state is None:
-        raise ConfigError(f"config.sample.classifier_workdir={s.classifier_workdir!r} has no checkpoint; "
-                          "train the classifier first (method noisy_classifier).")
-      self._classifier = (method.model, self._sampling_params(state))
-    return self._classifier
-
   def eval_step(self, state: TrainState, batch: Batch, rng: jax.Array) -> dict:
     """Per example: "bits_per_dim", DDPM's bound L_0 + ... + L_{T-1} + L_T (L_0 the discretised
     decoder) with the sampling (EMA) params, and "loss", the training loss at a random t.
     config.eval.vlb_timesteps = K >= 2 computes L_0 and estimates the other terms' sum from K - 1
     distinct uniform t in [1, T) (unbiased); 0 (or T) sums all T terms."""
-    params = self._sampling_params(state)
+    params = self.sampling_params(state)
     x0 = batch["image"].astype(jnp.float32)
     b = x0.shape[0]
     y = batch["label"].astype(jnp.int32) if self.num_classes else None
@@ -247,7 +262,9 @@ class Diffusion(Method):
 
 class NoisyClassifier(Method):
   """Classifier of (x_t, t) for classifier guidance; config.diffusion gives the forward process
-  (use the diffusion model's), config.model the classifier (jaxgen.models.noisy_classifier)."""
+  (use the diffusion model's), config.model the classifier (jaxgen.models.noisy_classifier).
+  It draws no samples: train.sample_every, eval.num_samples and eval.metrics must be off."""
+  can_sample = False
 
   def __init__(self, config: ml_collections.ConfigDict):
     super().__init__(config)
@@ -266,8 +283,8 @@ class NoisyClassifier(Method):
     b = example_batch["image"].shape[0]
     x = jnp.zeros(example_batch["image"].shape, jnp.float32)
     params = self.model.init({"params": rng}, x, jnp.zeros((b,), jnp.int32), train=False)["params"]
-    ema = params if self.config.train.ema_decay > 0 else None
-    return TrainState.create(params=params, opt_state=self.tx.init(params), rng=rng, ema_params=ema)
+    return TrainState.create(params=params, opt_state=self.tx.init(params), rng=rng,
+                             ema_params=ema_init(params, self.config.train))
 
   def _per_example(self, params, batch: Batch, rng: jax.Array, *, train: bool):
     """Cross-entropy and correctness at a uniform t, each float32 [B]."""
@@ -287,14 +304,10 @@ class NoisyClassifier(Method):
       loss, correct = self._per_example(params, batch, rng, train=True)
       return jnp.mean(loss), jnp.mean(correct)
     (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    return state.apply_gradients(self.tx, grads, self.config.train.ema_decay), {"loss": loss, "accuracy": acc}
-
-  def sample(self, state: TrainState, rng: jax.Array, num: int, cond: Optional[Any] = None) -> jax.Array:
-    raise NotImplementedError("noisy_classifier is a classifier and draws no samples: set "
-                              "config.train.sample_every=0 and config.eval.metrics=().")
+    decay = ema_decay(self.config.train, state.step, batch["image"].shape[0])
+    return state.apply_gradients(self.tx, grads, decay), {"loss": loss, "accuracy": acc}
 
   def eval_step(self, state: TrainState, batch: Batch, rng: jax.Array) -> dict:
     """Per example at a uniform random t: "loss" (cross-entropy, nats) and "accuracy" (0/1)."""
-    params = state.params if state.ema_params is None else state.ema_params
-    loss, correct = self._per_example(params, batch, rng, train=False)
+    loss, correct = self._per_example(self.sampling_params(state), batch, rng, train=False)
     return {"loss": loss, "accuracy": correct}

@@ -26,7 +26,8 @@ import optax
 from jaxgen import optim
 from jaxgen.methods.base import Batch, ConfigError, Method
 from jaxgen.models import dcgan
-from jaxgen.state import TrainState, ema_update
+from jaxgen.nn.dtypes import parse_dtype
+from jaxgen.state import TrainState, ema_decay, ema_init, ema_update, validate_ema
 
 
 class GANLoss(NamedTuple):
@@ -93,7 +94,7 @@ def _validate_dcgan(config: ml_collections.ConfigDict) -> None:
 
 
 def _build_dcgan(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Module]:
-  dtype = jnp.dtype(config.model.dtype)
+  dtype = parse_dtype(config.model.dtype)
   return (dcgan.Generator(config.data.image_size, config.data.channels, config.model.gen_features,
                           dtype),
           dcgan.Discriminator(config.data.image_size, config.model.disc_features, dtype))
@@ -101,7 +102,6 @@ def _build_dcgan(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Modul
 
 ARCHS: dict[str, Arch] = {"dcgan": Arch(_validate_dcgan, _build_dcgan)}
 
-_DTYPES = ("float32", "bfloat16")
 
 
 class GAN(Method):
@@ -114,9 +114,9 @@ class GAN(Method):
     self.generator, self.discriminator = ARCHS[config.model.arch].build(config)
     self.loss = LOSSES[config.gan.loss]
     self.z_dim = config.model.z_dim
-    self.ema_decay = config.train.ema_decay
     self.optimizers = {
-        player: optim.make_optimizer(config.optim[player], config.train.num_steps)
+        player: optim.make_optimizer(config.optim[player], config.train.num_steps,
+                                     where=f"config.optim.{player}")
         for player in ("generator", "discriminator")}
 
   def validate(self) -> None:
@@ -126,20 +126,18 @@ class GAN(Method):
                         f"use one of {sorted(ARCHS)}.")
     if c.gan.loss not in LOSSES:
       raise ConfigError(f"Unknown config.gan.loss={c.gan.loss!r}; use one of {sorted(LOSSES)}.")
-    if c.model.dtype not in _DTYPES:
-      raise ConfigError(f"config.model.dtype={c.model.dtype!r} is not supported; use one of {_DTYPES}.")
+    parse_dtype(c.model.dtype)
     if c.model.z_dim < 1:
       raise ConfigError(f"config.model.z_dim={c.model.z_dim} must be >= 1 (DCGAN uses 100).")
     if c.data.channels < 1:
       raise ConfigError(f"config.data.channels={c.data.channels} must be >= 1 (1 grey, 3 RGB).")
-    if not 0.0 <= c.train.ema_decay < 1.0:
-      raise ConfigError(f"config.train.ema_decay={c.train.ema_decay} must be in [0, 1) "
-                        f"(0 = no EMA of the generator; e.g. 0.999).")
+    validate_ema(c.train)
     for player in ("generator", "discriminator"):
       if player not in c.get("optim", {}):
         raise ConfigError(f"config.optim.{player} is missing: GANs take one optimizer config per "
                           f"player, e.g. config.optim.{player} = ConfigDict(dict(name='adam', "
                           f"lr=2e-4, b1=0.5)).")
+      optim.validate_optimizer(c.optim[player], c.train.num_steps, where=f"config.optim.{player}")
     ARCHS[c.model.arch].validate(c)
 
   def init(self, rng: jax.Array, example_batch: Batch) -> TrainState:
@@ -149,9 +147,7 @@ class GAN(Method):
     d_vars = self.discriminator.init(d_rng, jnp.zeros((1, h, w, c)), train=False)
     params = {"generator": g_vars.pop("params"), "discriminator": d_vars.pop("params")}
     opt_state = {p: self.optimizers[p].init(params[p]) for p in params}
-    ema = jax.tree.map(jnp.copy, params["generator"]) if self.ema_decay > 0 else None
-    if jax.dtypes.issubdtype(root.dtype, jax.dtypes.prng_key):
-      root = jax.random.key_data(root)  # TrainState keeps raw key data.
+    ema = ema_init(params["generator"], self.config.train)
     return TrainState.create(params=params, opt_state=opt_state, rng=root, ema_params=ema,
                              model_state={"generator": g_vars, "discriminator": d_vars})
 
@@ -226,7 +222,7 @@ class GAN(Method):
     g_params = optax.apply_updates(params["generator"], updates)
     ema = state.ema_params
     if ema is not None:
-      ema = ema_update(ema, g_params, self.ema_decay)
+      ema = ema_update(ema, g_params, ema_decay(self.config.train, state.step, batch_size))
     state = state.replace(
         params={**params, "generator": g_params},
         opt_state={**state.opt_state, "generator": g_opt},
@@ -247,6 +243,10 @@ class GAN(Method):
     metrics = {**d_metrics, **g_metrics, "loss": d_metrics["d_loss"] + g_metrics["g_loss"]}
     return state.replace(step=state.step + 1), metrics
 
+  def sampling_params(self, state: TrainState) -> Any:
+    """The EMA generator when there is one, else the trained generator."""
+    return state.params["generator"] if state.ema_params is None else state.ema_params
+
   def sample(self, state: TrainState, rng: jax.Array, num: int, cond: Optional[Any] = None
              ) -> jax.Array:
     """`num` images float32 [num, H, W, C] in [-1, 1] from z ~ N(0, I), using the EMA generator
@@ -255,7 +255,6 @@ class GAN(Method):
     if cond is not None:
       raise ValueError(f"config.model.arch={self.config.model.arch!r} is an unconditional GAN: "
                        f"sample() takes cond=None, got {type(cond).__name__}.")
-    g_params = state.ema_params if state.ema_params is not None else state.params["generator"]
-    images, _ = self._generate(g_params, state.model_state["generator"], self._z(rng, num),
+    images, _ = self._generate(self.sampling_params(state), state.model_state["generator"], self._z(rng, num),
                                train=False)
     return images

@@ -20,15 +20,17 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
 from jaxgen import optim
 from jaxgen.methods.base import Batch, ConfigError, Method
 from jaxgen.models import vae as vae_model
-from jaxgen.state import TrainState
+from jaxgen.nn.dtypes import parse_dtype
+from jaxgen.state import TrainState, ema_decay, ema_init
 
 LIKELIHOODS = ("bernoulli", "discretized_gaussian")
-DTYPES = ("float32", "bfloat16", "float16")
+DTYPES = ("float32", "bfloat16", "float16")   # the compute dtypes the VAE supports
 # Seed of the per-example evaluation binarization. Fixed (not config.seed) so that every run is
 # evaluated on the same binary test set.
 EVAL_BINARIZE_SEED = 0
@@ -103,18 +105,15 @@ class VAE(Method):
     self.image_shape = (d.image_size, d.image_size, d.channels)
     self.num_dims = d.image_size * d.image_size * d.channels
     out_channels = d.channels if m.likelihood == "bernoulli" else 2 * d.channels
-    # An unknown dtype name falls back to float32 here only so that validate() can report it.
     self.model = vae_model.VAE(channels=tuple(m.channels), hidden=m.hidden, latent_dim=m.latent_dim,
                                image_size=d.image_size, out_channels=out_channels,
-                               dtype=jnp.dtype(m.dtype) if m.dtype in DTYPES else jnp.float32)
+                               dtype=parse_dtype(m.dtype, allowed=DTYPES))
     self.tx = optim.make_optimizer(config.optim, config.train.num_steps)
 
   def validate(self) -> None:
     m, d, e = self.config.model, self.config.data, self.config.eval
     if m.likelihood not in LIKELIHOODS:
       raise ConfigError(f"config.model.likelihood={m.likelihood!r} is unknown; use one of {LIKELIHOODS}.")
-    if m.dtype not in DTYPES:
-      raise ConfigError(f"config.model.dtype={m.dtype!r} is unknown; use one of {DTYPES}.")
     if not m.channels or m.latent_dim < 1 or m.hidden < 1:
       raise ConfigError(f"config.model needs channels (non-empty, got {tuple(m.channels)}), latent_dim "
                         f">= 1 (got {m.latent_dim}) and hidden >= 1 (got {m.hidden}).")
@@ -172,9 +171,6 @@ class VAE(Method):
       return 2.0 * jax.nn.sigmoid(out) - 1.0
     return jnp.clip(jnp.split(out, 2, axis=-1)[0], -1.0, 1.0)
 
-  def _eval_params(self, state: TrainState):
-    return state.params if state.ema_params is None else state.ema_params
-
   # --- Method interface -------------------------------------------------------------------------
 
   def init(self, rng: jax.Array, example_batch: Batch) -> TrainState:
@@ -182,8 +178,8 @@ class VAE(Method):
     cond = self._cond(jnp.zeros((1,), jnp.int32))
     # Jitted: eager Flax init compiles every op separately, which costs seconds on CPU.
     params = jax.jit(self.model.init)(rng, x, cond)["params"]
-    ema = params if self.config.train.ema_decay > 0 else None
-    return TrainState.create(params=params, opt_state=self.tx.init(params), rng=rng, ema_params=ema)
+    return TrainState.create(params=params, opt_state=self.tx.init(params), rng=rng,
+                             ema_params=ema_init(params, self.config.train))
 
   def train_step(self, state: TrainState, batch: Batch, rng: jax.Array) -> tuple[TrainState, dict]:
     bin_rng, z_rng = jax.random.split(rng)
@@ -203,16 +199,26 @@ class VAE(Method):
     metrics = {"loss": loss, "neg_elbo": loss, **aux,
                "bits_per_dim": loss / (self.num_dims * math.log(2)),
                "grad_norm": optax.tree.norm(grads)}
-    return state.apply_gradients(self.tx, grads, self.config.train.ema_decay), metrics
+    decay = ema_decay(self.config.train, state.step, batch["image"].shape[0])
+    return state.apply_gradients(self.tx, grads, decay), metrics
 
-  def sample(self, state: TrainState, rng: jax.Array, num: int, cond: Optional[jax.Array] = None
+  @property
+  def cond_keys(self) -> tuple[str, ...]:
+    return ("label",) if self.conditional else ()
+
+  def default_cond(self, num: int) -> Optional[dict]:
+    """Conditional VAE: labels cycling through the classes 0, 1, ..., int32 [num]."""
+    return {"label": np.arange(num, dtype=np.int32) % self.num_classes} if self.conditional else None
+
+  def sample(self, state: TrainState, rng: jax.Array, num: int, cond: Optional[Batch] = None
              ) -> jax.Array:
     """z ~ N(0, I) decoded to the likelihood's mean in [-1, 1], float32 [num, H, W, C].
-    Conditional: `cond` int32 labels [num]; None cycles through the classes 0, 1, ..."""
-    if self.conditional and cond is None:
-      cond = jnp.arange(num, dtype=jnp.int32) % self.num_classes
+    Conditional: cond {"label": int32 [num]}; None cycles through the classes 0, 1, ..."""
+    labels = None
+    if self.conditional:
+      labels = jnp.asarray((self.default_cond(num) if cond is None else cond)["label"], jnp.int32)
     z = jax.random.normal(rng, (num, self.config.model.latent_dim))
-    out = self.model.apply({"params": self._eval_params(state)}, z, self._cond(cond), method="decode")
+    out = self.model.apply({"params": self.sampling_params(state)}, z, self._cond(labels), method="decode")
     return self._mean_image(out)
 
   def interpolate(self, state: TrainState, x_a: jax.Array, x_b: jax.Array, num: int,
@@ -224,7 +230,7 @@ class VAE(Method):
     z, so both endpoints are exactly the reconstructions of x_a and x_b. Returns float32
     [num, H, W, C] in [-1, 1]; the first is x_a's reconstruction, the last x_b's.
     """
-    params = {"params": self._eval_params(state)}
+    params = {"params": self.sampling_params(state)}
     cond = self._cond(labels)
     mean, _ = self.model.apply(params, jnp.stack([x_a, x_b]), cond, method="encode")
     t = jnp.linspace(0.0, 1.0, num)[:, None]
@@ -268,7 +274,7 @@ class VAE(Method):
     """Per-example float32 [B]: neg_elbo and nll (importance-weighted, k = eval.iwae_k) in nats,
     bits_per_dim of the nll. Binary targets come from per-example keys (same for every eval)."""
     target, x_in = self.targets(batch["image"], None)
-    log_px, elbo = self.iwae_bounds(self._eval_params(state), target, x_in,
+    log_px, elbo = self.iwae_bounds(self.sampling_params(state), target, x_in,
                                     self._cond(batch.get("label")), rng,
                                     self.config.eval.iwae_k, self.config.eval.iwae_chunk)
     return {"neg_elbo": -elbo, "nll": -log_px, "bits_per_dim": -log_px / (self.num_dims * math.log(2))}

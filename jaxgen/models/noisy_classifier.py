@@ -12,10 +12,10 @@ import jax.numpy as jnp
 import ml_collections
 
 from jaxgen.nn.blocks import Downsample, GroupNorm, ResnetBlock, conv3x3, ddpm_init
+from jaxgen.nn.dtypes import parse_dtype
 from jaxgen.nn.embeddings import timestep_embedding
 from jaxgen.nn.linear import Dense
 
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 class NoisyClassifier(nn.Module):
@@ -64,9 +64,7 @@ class NoisyClassifier(nn.Module):
 
 def classifier_from_config(model_cfg: ml_collections.ConfigDict, num_classes: int) -> NoisyClassifier:
   """From config.model: ch, ch_mult, num_res_blocks, dropout, dtype, optional num_groups."""
-  dtype = model_cfg.get("dtype", "float32")
-  if dtype not in _DTYPES:
-    raise ValueError(f"config.model.dtype={dtype!r} is not supported; use one of {sorted(_DTYPES)}.")
+  dtype = parse_dtype(model_cfg.get("dtype", "float32"))
   return NoisyClassifier(num_classes=num_classes, ch=model_cfg.ch, ch_mult=tuple(model_cfg.ch_mult),
                          num_res_blocks=model_cfg.num_res_blocks, dropout=model_cfg.dropout,
-                         num_groups=model_cfg.get("num_groups", 32), dtype=_DTYPES[dtype])
+                         num_groups=model_cfg.get("num_groups", 32), dtype=dtype)

@@ -27,10 +27,10 @@ import numpy as np
 
 from jaxgen.nn.attention import SpatialSelfAttention
 from jaxgen.nn.blocks import Downsample, GroupNorm, ResnetBlock, Upsample, ddpm_init
+from jaxgen.nn.dtypes import parse_dtype
 from jaxgen.nn.embeddings import timestep_embedding
 from jaxgen.nn.linear import Conv, Dense
 
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 class UNet(nn.Module):
@@ -144,14 +144,12 @@ def unet_from_config(model_cfg: ml_collections.ConfigDict, image_channels: int,
                      num_classes: int) -> UNet:
   """UNet from config.model: ch, ch_mult, num_res_blocks, attn_resolutions, dropout, dtype
   ("float32" | "bfloat16"), optional num_groups (default 32). Predicts `image_channels` outputs."""
-  dtype = model_cfg.get("dtype", "float32")
-  if dtype not in _DTYPES:
-    raise ValueError(f"config.model.dtype={dtype!r} is not supported; use one of {sorted(_DTYPES)}.")
+  dtype = parse_dtype(model_cfg.get("dtype", "float32"))
   return UNet(ch=model_cfg.ch, ch_mult=tuple(model_cfg.ch_mult),
               num_res_blocks=model_cfg.num_res_blocks,
               attn_resolutions=tuple(model_cfg.attn_resolutions), dropout=model_cfg.dropout,
               out_channels=image_channels, num_classes=num_classes,
-              num_groups=model_cfg.get("num_groups", 32), dtype=_DTYPES[dtype])
+              num_groups=model_cfg.get("num_groups", 32), dtype=dtype)
 
 
 def _diffusers_name(key: str, num_levels: int) -> tuple[str, ...]:

@@ -1,0 +1,112 @@
+"""The compiled sampler, shared by training (sample grids), eval (FID samples), sample and benchmark.
+
+Samples are split over the mesh's batch axes: each device draws num / devices of them (the output
+sharding propagates back through the method's sampler, noise included), conditioning rows arrive
+sharded the same way, and samples reach the host only when asked (`to_host`). Frozen networks reach
+the sampler inside the state, as arguments.
+"""
+import functools
+import time
+from typing import Iterator, Optional
+
+import jax
+import numpy as np
+from absl import logging
+from jax.experimental import multihost_utils
+
+from jaxgen import images, parallel
+from jaxgen.errors import ConfigError
+from jaxgen.methods.base import Method
+from jaxgen.state import TrainState
+
+
+@functools.lru_cache(maxsize=None)
+def make_sampler(method: Method, mesh, num: int):
+  """jit(state, rng, cond) -> float32 [num, H, W, C] samples in [-1, 1], sharded over the batch axes.
+  `cond`: None or a dict of global arrays [num, ...] sharded over the batch axes (see
+  `Method.cond_keys`). Cached, so periodic sampling and evaluation reuse one compiled sampler per
+  (method, mesh, num)."""
+  if not method.can_sample:
+    raise ConfigError(f"config.method={method.config.method!r} draws no samples.")
+
+  def sample(state, rng, cond):
+    return method.sample(state, rng, num, cond)
+
+  return jax.jit(sample, out_shardings=parallel.batch_sharding(mesh))
+
+
+def to_host(x: jax.Array) -> np.ndarray:
+  """A batch-sharded global array -> the whole numpy array on every process."""
+  if getattr(x, "is_fully_addressable", True):
+    return np.asarray(jax.device_get(x))
+  return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def cond_batches(method: Method, config, batch_size: int, mesh) -> Iterator[Optional[dict]]:
+  """The conditioning of successive sampling batches of `batch_size` (global arrays, batch-sharded):
+  the method's default (e.g. labels cycling through the classes) where it has one, else its
+  `cond_keys` from the eval split's rows in order, cycling over the split; None for unconditional
+  methods."""
+  if not method.cond_keys:
+    while True:
+      yield None
+  default = method.default_cond(batch_size)
+  if default is not None:
+    cond = parallel.global_batch(parallel.local_rows(jax.tree.map(np.asarray, default)), mesh)
+    while True:
+      yield cond
+  from jaxgen import data  # pylint: disable=g-import-not-at-top
+  while True:
+    for local in data.eval_iterator(config.data, global_batch_size=batch_size):
+      yield parallel.global_batch({k: local[k] for k in method.cond_keys}, mesh)
+
+
+def generate_batches(method: Method, config, state: TrainState, mesh, num: int, batch_size: int,
+                     rng: jax.Array) -> Iterator[tuple[np.ndarray, Optional[dict]]]:
+  """Yields (samples float32 [<=batch_size, H, W, C] in [-1, 1], their conditioning as host numpy
+  or None), `num` samples in all, on the host of every process. The sampler compiles once (fixed
+  batch); the last batch is cut to size. Logs images/s and an ETA for multi-batch runs."""
+  sample_fn = make_sampler(method, mesh, batch_size)
+  conds = cond_batches(method, config, batch_size, mesh)
+  num_batches, t0 = -(-num // batch_size), time.perf_counter()
+  every = -(-num_batches // 20)
+  for i in range(num_batches):
+    cond = next(conds)
+    keep = num - i * batch_size
+    out = to_host(sample_fn(state, jax.random.fold_in(rng, i), cond))[:keep]
+    host_cond = None if cond is None else {k: to_host(v)[:keep] for k, v in cond.items()}
+    yield out, host_cond
+    done = min(num, (i + 1) * batch_size)
+    if num_batches > 1 and ((i + 1) % every == 0 or i + 1 == num_batches):
+      rate = done / (time.perf_counter() - t0)
+      logging.info("generated %d/%d samples, %.2f img/s, ETA %.0f s", done, num, rate,
+                   (num - done) / rate)
+
+
+def generate(method: Method, config, state: TrainState, mesh, num: int, batch_size: int,
+             rng: jax.Array) -> tuple[np.ndarray, Optional[dict]]:
+  """`num` samples as one float32 [num, H, W, C] array in [-1, 1], and their conditioning."""
+  outs, conds = [], []
+  for out, cond in generate_batches(method, config, state, mesh, num, batch_size, rng):
+    outs.append(out)
+    conds.append(cond)
+  cond = None if conds[0] is None else {k: np.concatenate([c[k] for c in conds]) for k in conds[0]}
+  return np.concatenate(outs), cond
+
+
+def grid_inputs(cond: Optional[dict], samples: np.ndarray) -> list[np.ndarray]:
+  """The image-like conditioning arrays (float [N, h, w, c], e.g. a low-resolution or source image)
+  to show beside the samples in a grid."""
+  if not cond:
+    return []
+  return [v for v in cond.values() if v.ndim == 4 and v.shape[0] == samples.shape[0]
+          and np.issubdtype(v.dtype, np.floating)]
+
+
+def save_grid(path: str, samples: np.ndarray, cond: Optional[dict]) -> np.ndarray:
+  """Writes a PNG grid of samples ((input, output) pairs when the conditioning has images)."""
+  inputs = grid_inputs(cond, samples)
+  grid = images.make_pair_grid(inputs, samples) if inputs else images.make_grid(samples)
+  if jax.process_index() == 0:
+    images.save_png(path, grid)
+  return grid
