@@ -9,8 +9,9 @@ setup(
     python_requires=">=3.10",
     # Ranges known to work together: JAX/Flax/Orbax API drift is the most common breakage of JAX
     # codebases, so the upper bounds are the releases this code was tested with (+ patch releases).
+    # jax < 0.12 admits the 0.11 line that GPU machines ship (README: which versions ran where).
     install_requires=[
-        "jax>=0.10.2,<0.11",
+        "jax>=0.10.2,<0.12",
         "flax>=0.12.8,<0.13",
         "optax>=0.2.8,<0.3",
         "orbax-checkpoint>=0.12.8,<0.13",
@@ -27,5 +28,11 @@ setup(
         "scipy",
         "absl-py",
     ],
-    extras_require={"test": ["pytest>=8"]},
+    extras_require={
+        "test": ["pytest>=8"],
+        # Accelerator builds of the same JAX range: pip install -e ".[cuda]" (CUDA 13 wheels; use
+        # jax[cuda12] on older drivers) or ".[tpu]" on TPU VMs.
+        "cuda": ["jax[cuda13]>=0.10.2,<0.12"],
+        "tpu": ["jax[tpu]>=0.10.2,<0.12"],
+    },
 )

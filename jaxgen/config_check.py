@@ -2,7 +2,7 @@
 import jax
 import ml_collections
 
-from jaxgen import parallel, pretrained, registry
+from jaxgen import evaluators, parallel, pretrained, registry
 from jaxgen import state as state_lib
 from jaxgen.errors import ConfigError
 from jaxgen.methods.base import Method
@@ -62,6 +62,7 @@ def validate(config: ml_collections.ConfigDict, *, benchmark: bool = False,
     _check_batch("config.benchmark.sample_batch", config.benchmark.sample_batch, shards, process_count)
   if not benchmark:
     _check_sample_metrics(tuple(config.eval.metrics))
+    evaluators.validate(config, method.can_sample)
     from jaxgen import data  # pylint: disable=g-import-not-at-top  (TF only where data is read)
     data.validate(config.data)
   method.validate()

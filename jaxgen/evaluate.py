@@ -1,5 +1,6 @@
 """`--mode eval` and `--mode sample`: the method's own metrics over the eval split (e.g. negative ELBO,
-NLL, bits/dim) and sample-based metrics (FID, IS, KID, precision/recall) on generated images."""
+NLL, bits/dim), sample-based metrics (FID, IS, KID, precision/recall) on generated images, and the
+configured whole-set evaluators (jaxgen.evaluators)."""
 import functools
 import json
 import os
@@ -11,7 +12,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from jaxgen import images, parallel, sampling, writers
+from jaxgen import evaluators, images, parallel, sampling, writers
 from jaxgen.methods.base import Method
 from jaxgen.state import TrainState
 
@@ -85,6 +86,7 @@ def evaluate(method: Method, config: ml_collections.ConfigDict, state: TrainStat
                                      sample_key(config)) if num else (None, None))
   if config.eval.metrics:
     results |= sample_metrics(method, config, state, mesh)
+  results |= evaluators.run_all(evaluators.Context(method, config, state, mesh, sample_key(config)))
   logging.info("eval at step %d: %s", step, results)
   if write and jax.process_index() == 0:
     out_dir = os.path.join(workdir, "eval")
