@@ -67,6 +67,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.fid_num_samples = 50_000     # generated images for those metrics (50k: the papers' protocol)
   c.eval.reference_split = "train"    # reference statistics from this split (FID vs the training set)
   c.eval.reference_num_examples = -1  # -1 = the whole split
+  c.eval.save_every_samples = 5000    # sample metrics resume from here after preemption (0 = off)
   c.eval.evaluators = ()              # whole-set evaluators by name (jaxgen.evaluators.EVALUATORS)
 
   # Pretrained parts from other runs or weights files, name -> jaxgen.pretrained.part_defaults()

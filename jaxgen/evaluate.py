@@ -2,6 +2,7 @@
 NLL, bits/dim), sample-based metrics (FID, IS, KID, precision/recall) on generated images, and the
 configured whole-set evaluators (jaxgen.evaluators)."""
 import functools
+import hashlib
 import json
 import os
 from typing import Optional
@@ -61,19 +62,48 @@ def method_metrics(method: Method, config: ml_collections.ConfigDict, state: Tra
   return {k: v / n for k, v in totals.items()} | {"num_eval_examples": n}
 
 
-def sample_metrics(method: Method, config: ml_collections.ConfigDict, state: TrainState, mesh) -> dict:
+def sample_metrics(method: Method, config: ml_collections.ConfigDict, state: TrainState, mesh,
+                   workdir: Optional[str] = None) -> dict:
   """config.eval.metrics (fid, is, kid, pr) on config.eval.fid_num_samples generated images against the
-  cached reference statistics of config.eval.reference_split (the training set, as in the papers)."""
+  cached reference statistics of config.eval.reference_split (the training set, as in the papers).
+
+  With a workdir, the scores' running state is saved every config.eval.save_every_samples samples to
+  workdir/eval/progress_*.npz (keyed by step, metrics, sample count, batch and seed), so a preempted
+  evaluation resumes from there with the same samples; the file is removed when the scores are done."""
   from jaxgen import metrics  # pylint: disable=g-import-not-at-top
+  ec = config.eval
   # Samples are drawn sharded and gathered to every process's host; the extractor splits each batch
   # over the whole mesh again (each process feeds its rows) and returns all features everywhere.
-  extractor = metrics.InceptionExtractor(mesh=mesh, batch_size=config.eval.batch_size)
-  reference = metrics.reference_stats(config.data, config.eval.reference_split,
-                                      config.eval.reference_num_examples, extractor)
-  fakes = (metrics.to_uint8(x) for x, _ in sampling.generate_batches(
-      method, config, state, mesh, config.eval.fid_num_samples, config.eval.batch_size,
-      sample_key(config)))
-  return metrics.compute(list(config.eval.metrics), fakes, reference, extractor)
+  extractor = metrics.InceptionExtractor(mesh=mesh, batch_size=ec.batch_size)
+  reference = metrics.reference_stats(config.data, ec.reference_split, ec.reference_num_examples,
+                                      extractor)
+  scorer = metrics.Scorer(list(ec.metrics), reference, extractor)
+  path, start, every = None, 0, 0
+  if workdir and ec.get("save_every_samples", 0):
+    every = max(1, ec.save_every_samples // ec.batch_size)   # in batches
+    key = json.dumps([int(jax.device_get(state.step)), sorted(ec.metrics), ec.fid_num_samples,
+                      ec.batch_size, config.seed, reference.provenance.get("count")])
+    path = os.path.join(workdir, "eval", f"progress_{hashlib.sha256(key.encode()).hexdigest()[:12]}.npz")
+    if os.path.exists(path):
+      with np.load(path) as f:
+        saved = dict(f)
+      start = int(saved.pop("next_batch"))
+      scorer.load_state_dict(saved)
+      logging.info("Resuming the sample metrics at sample %d of %d from %s.", start * ec.batch_size,
+                   ec.fid_num_samples, path)
+  batches = sampling.generate_batches(method, config, state, mesh, ec.fid_num_samples, ec.batch_size,
+                                      sample_key(config), start=start)
+  for i, (x, _) in enumerate(batches, start):
+    scorer.update(metrics.to_uint8(x))
+    if path and (i + 1) % every == 0 and jax.process_index() == 0:
+      os.makedirs(os.path.dirname(path), exist_ok=True)
+      with open(path + ".tmp", "wb") as f:   # atomic: a kill mid-write leaves the last good file
+        np.savez(f, next_batch=np.int64(i + 1), **scorer.state_dict())
+      os.replace(path + ".tmp", path)
+  result = scorer.result()
+  if path and jax.process_index() == 0 and os.path.exists(path):
+    os.remove(path)
+  return result
 
 
 def evaluate(method: Method, config: ml_collections.ConfigDict, state: TrainState, mesh, workdir: str,
@@ -85,7 +115,7 @@ def evaluate(method: Method, config: ml_collections.ConfigDict, state: TrainStat
   samples, cond = (sampling.generate(method, config, state, mesh, num, config.eval.batch_size,
                                      sample_key(config)) if num else (None, None))
   if config.eval.metrics:
-    results |= sample_metrics(method, config, state, mesh)
+    results |= sample_metrics(method, config, state, mesh, workdir)
   results |= evaluators.run_all(evaluators.Context(method, config, state, mesh, sample_key(config)))
   logging.info("eval at step %d: %s", step, results)
   if write and jax.process_index() == 0:

@@ -62,15 +62,18 @@ def cond_batches(method: Method, config, batch_size: int, mesh) -> Iterator[Opti
 
 
 def generate_batches(method: Method, config, state: TrainState, mesh, num: int, batch_size: int,
-                     rng: jax.Array) -> Iterator[tuple[np.ndarray, Optional[dict]]]:
+                     rng: jax.Array, start: int = 0) -> Iterator[tuple[np.ndarray, Optional[dict]]]:
   """Yields (samples float32 [<=batch_size, H, W, C] in [-1, 1], their conditioning as host numpy
   or None), `num` samples in all, on the host of every process. The sampler compiles once (fixed
-  batch); the last batch is cut to size. Logs images/s and an ETA for multi-batch runs."""
+  batch); the last batch is cut to size. Batch i uses key fold_in(rng, i), so `start` > 0 resumes
+  a run at its batch `start` with the same samples. Logs images/s and an ETA."""
   sample_fn = make_sampler(method, mesh, batch_size)
   conds = cond_batches(method, config, batch_size, mesh)
   num_batches, t0 = -(-num // batch_size), time.perf_counter()
   every = -(-num_batches // 20)
-  for i in range(num_batches):
+  for _ in range(start):
+    next(conds)
+  for i in range(start, num_batches):
     cond = next(conds)
     keep = num - i * batch_size
     out = to_host(sample_fn(state, jax.random.fold_in(rng, i), cond))[:keep]
@@ -78,7 +81,7 @@ def generate_batches(method: Method, config, state: TrainState, mesh, num: int, 
     yield out, host_cond
     done = min(num, (i + 1) * batch_size)
     if num_batches > 1 and ((i + 1) % every == 0 or i + 1 == num_batches):
-      rate = done / (time.perf_counter() - t0)
+      rate = (done - start * batch_size) / (time.perf_counter() - t0)
       logging.info("generated %d/%d samples, %.2f img/s, ETA %.0f s", done, num, rate,
                    (num - done) / rate)
 

@@ -7,7 +7,8 @@ reference.py (reference statistics, `compute`), and `python -m jaxgen.metrics --
 """
 from jaxgen.metrics.inception import InceptionExtractor, InceptionV3
 from jaxgen.metrics.preprocess import resize_and_scale, to_uint8
-from jaxgen.metrics.reference import ReferenceStats, compute, reference_stats, stats_from_features
+from jaxgen.metrics.reference import (ReferenceStats, Scorer, compute, reference_stats,
+                                      stats_from_features)
 from jaxgen.metrics.scores import (FeatureAccumulator, frechet_distance, inception_score, kid,
                                    precision_recall)
 from jaxgen.metrics.weights import WeightsError

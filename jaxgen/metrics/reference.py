@@ -86,38 +86,66 @@ def reference_stats(data_cfg, split: str, num_examples: int, extractor,
   return stats
 
 
+class Scorer:
+  """Scores generated uint8 batches as they stream in, with a state that can be saved and restored
+  (so a 50k-sample evaluation resumes after preemption instead of starting over).
+
+  names: subset of ("fid", "is", "kid", "pr"); `result()` gives fid, is_mean, is_std, kid_mean,
+  kid_std, kid_subset_size, precision, recall. KID subsets shrink to the smaller set's size when it
+  has fewer than kid_subset_size samples."""
+
+  def __init__(self, names: Sequence[str], reference: ReferenceStats, extractor,
+               kid_subset_size: int = 1000):
+    unknown = set(names) - set(METRICS)
+    if unknown:
+      raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {METRICS}")
+    need_feats = bool({"kid", "pr"} & set(names))
+    if need_feats and reference.features is None:
+      raise ValueError("KID / precision-recall need the reference features; compute the reference "
+                       "with reference_stats(..., keep_features=True)")
+    if "is" in names and not extractor.has_logits:
+      raise ValueError(f"Inception Score needs the 1008-way logits, absent from the pool3-only trunk. "
+                       f"{weights_lib.WHERE_TO_GET}")
+    self.names, self.reference, self.extractor = tuple(names), reference, extractor
+    self.kid_subset_size = kid_subset_size
+    self.acc, self.logits = scores.FeatureAccumulator(need_feats), []
+
+  def update(self, batch: np.ndarray) -> None:
+    out = self.extractor(batch)
+    self.acc.update(out["pool3"])
+    if "is" in self.names:
+      self.logits.append(out["logits"])
+
+  def state_dict(self) -> dict:
+    out = {f"acc_{k}": v for k, v in self.acc.state_dict().items()}
+    if self.logits:
+      out["logits"] = np.concatenate(self.logits)
+    return out
+
+  def load_state_dict(self, state: dict) -> None:
+    self.acc.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("acc_")})
+    self.logits = [state["logits"]] if "logits" in state else []
+
+  def result(self) -> Dict[str, float]:
+    acc, names, reference = self.acc, self.names, self.reference
+    res: Dict[str, float] = {}
+    if "fid" in names:
+      res["fid"] = scores.frechet_distance(acc.mean(), acc.cov(), reference.mu, reference.sigma)
+    if "is" in names:
+      res["is_mean"], res["is_std"] = scores.inception_score(np.concatenate(self.logits))
+    if "kid" in names:
+      m = min(self.kid_subset_size, acc.n, len(reference.features))
+      res["kid_mean"], res["kid_std"] = scores.kid(acc.features, reference.features, subset_size=m)
+      res["kid_subset_size"] = float(m)
+    if "pr" in names:
+      res["precision"], res["recall"] = scores.precision_recall(reference.features, acc.features)
+    return res
+
+
 def compute(names: Sequence[str], fake_uint8_batches: Iterable[np.ndarray], reference: ReferenceStats,
             extractor, kid_subset_size: int = 1000) -> Dict[str, float]:
-  """Streams generated uint8 batches [B, H, W, C] through the extractor and scores them.
-
-  names: subset of ("fid", "is", "kid", "pr"). Returns keys fid, is_mean, is_std, kid_mean, kid_std,
-  precision, recall. KID subsets shrink to the smaller set's size when it has fewer than
-  kid_subset_size samples (recorded as kid_subset_size in the result)."""
-  unknown = set(names) - set(METRICS)
-  if unknown:
-    raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {METRICS}")
-  need_feats = bool({"kid", "pr"} & set(names))
-  if need_feats and reference.features is None:
-    raise ValueError("KID / precision-recall need the reference features; compute the reference "
-                     "with reference_stats(..., keep_features=True)")
-  if "is" in names and not extractor.has_logits:
-    raise ValueError(f"Inception Score needs the 1008-way logits, absent from the pool3-only trunk. "
-                     f"{weights_lib.WHERE_TO_GET}")
-  acc, logits = scores.FeatureAccumulator(need_feats), []
+  """Streams generated uint8 batches [B, H, W, C] through the extractor and scores them (`Scorer`)."""
+  scorer = Scorer(names, reference, extractor, kid_subset_size)
   for batch in fake_uint8_batches:
-    out = extractor(batch)
-    acc.update(out["pool3"])
-    if "is" in names:
-      logits.append(out["logits"])
-  res: Dict[str, float] = {}
-  if "fid" in names:
-    res["fid"] = scores.frechet_distance(acc.mean(), acc.cov(), reference.mu, reference.sigma)
-  if "is" in names:
-    res["is_mean"], res["is_std"] = scores.inception_score(np.concatenate(logits))
-  if "kid" in names:
-    m = min(kid_subset_size, acc.n, len(reference.features))
-    res["kid_mean"], res["kid_std"] = scores.kid(acc.features, reference.features, subset_size=m)
-    res["kid_subset_size"] = float(m)
-  if "pr" in names:
-    res["precision"], res["recall"] = scores.precision_recall(reference.features, acc.features)
-  return res
+    scorer.update(batch)
+  return scorer.result()

@@ -61,6 +61,21 @@ class FeatureAccumulator:
                       "samples is strongly biased", self.n, self._m2.shape[0])
     return self._m2 / (self.n - 1)
 
+  def state_dict(self) -> dict:
+    """The accumulator as numpy arrays (for resuming a long evaluation); see load_state_dict."""
+    out = {"n": np.int64(self.n)}
+    if self.n:
+      out |= {"mean": self._mean, "m2": self._m2}
+      if self._kept is not None:
+        out["features"] = np.concatenate(self._kept)
+    return out
+
+  def load_state_dict(self, state: dict) -> None:
+    self.n = int(state["n"])
+    self._mean, self._m2 = (state["mean"], state["m2"]) if self.n else (None, None)
+    if self._kept is not None:
+      self._kept = [np.asarray(state["features"], np.float32)] if self.n else []
+
   @property
   def features(self) -> np.ndarray:
     """[N, D] float32 (requires keep_features=True)."""
