@@ -6,15 +6,13 @@ sharded the same way, and samples reach the host only when asked (`to_host`). Fr
 the sampler inside the state, as arguments.
 """
 import functools
-import time
 from typing import Iterator, Optional
 
 import jax
 import numpy as np
-from absl import logging
 from jax.experimental import multihost_utils
 
-from jaxgen import images, parallel
+from jaxgen import images, parallel, progress
 from jaxgen.errors import ConfigError
 from jaxgen.methods.base import Method
 from jaxgen.state import TrainState
@@ -69,8 +67,8 @@ def generate_batches(method: Method, config, state: TrainState, mesh, num: int, 
   a run at its batch `start` with the same samples. Logs images/s and an ETA."""
   sample_fn = make_sampler(method, mesh, batch_size)
   conds = cond_batches(method, config, batch_size, mesh)
-  num_batches, t0 = -(-num // batch_size), time.perf_counter()
-  every = -(-num_batches // 20)
+  num_batches = -(-num // batch_size)
+  rate = progress.Rate("generated samples", num, num_batches - start, start * batch_size)
   for _ in range(start):
     next(conds)
   for i in range(start, num_batches):
@@ -79,11 +77,7 @@ def generate_batches(method: Method, config, state: TrainState, mesh, num: int, 
     out = to_host(sample_fn(state, jax.random.fold_in(rng, i), cond))[:keep]
     host_cond = None if cond is None else {k: to_host(v)[:keep] for k, v in cond.items()}
     yield out, host_cond
-    done = min(num, (i + 1) * batch_size)
-    if num_batches > 1 and ((i + 1) % every == 0 or i + 1 == num_batches):
-      rate = (done - start * batch_size) / (time.perf_counter() - t0)
-      logging.info("generated %d/%d samples, %.2f img/s, ETA %.0f s", done, num, rate,
-                   (num - done) / rate)
+    rate.update(min(num, (i + 1) * batch_size))
 
 
 def generate(method: Method, config, state: TrainState, mesh, num: int, batch_size: int,

@@ -8,7 +8,8 @@ import pytest
 from scipy import stats
 
 from jaxgen.diffusion import guidance, samplers
-from jaxgen.diffusion.process import Process, cosine_betas, discretized_gaussian_log_likelihood, linear_betas
+from jaxgen.diffusion.process import Process, cosine_betas, linear_betas
+from jaxgen.distributions import discretized_gaussian_log_prob
 
 T = 1000
 
@@ -120,7 +121,7 @@ def test_discretized_likelihood_sums_to_one():
   """Over all 256 values of a pixel the decoder's probabilities sum to 1 (edge bins open)."""
   x = jnp.arange(256, dtype=jnp.float32) / 127.5 - 1
   for mean, log_scale in ((0.1, -3.0), (-0.97, -5.0), (0.999, -1.0)):
-    logp = discretized_gaussian_log_likelihood(x, jnp.float32(mean), jnp.float32(log_scale))
+    logp = discretized_gaussian_log_prob(x, jnp.float32(mean), jnp.float32(log_scale))
     assert float(jnp.sum(jnp.exp(logp))) == pytest.approx(1.0, abs=1e-4)
 
 

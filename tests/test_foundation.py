@@ -317,3 +317,11 @@ def test_gpu_checks_script_runs_without_tensorflow(tmp_path):
   for row in ("jax_fp32", "jax_bf16", "ddim50_b256"):
     assert isinstance(result[row], dict), (row, result[row])
   assert result["jax_bf16"]["compute_dtype"] == "bfloat16" and result["ddim50_b256"]["sample_batch"] == 8
+
+
+@pytest.mark.parametrize("path", sorted(str(p.relative_to(REPO)) for p in (REPO / "configs").glob("*/*.py")))
+def test_every_config_and_its_tiny_variant_validate(path):
+  """Each shipped config (and :tiny) passes the config check that runs before compilation (datasets
+  aside: those are checked where they exist, in the family tests)."""
+  for arg in ("", ":tiny"):
+    config_check.validate(load_config_file(str(REPO / path) + arg), benchmark=True)

@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgen.distributions import discretized_gaussian_log_prob, normal_kl
+
 SCHEDULES = ("linear", "cosine")
 OBJECTIVES = ("eps", "x0", "v")
 # fixed_large: Var = beta_t (DDPM's CIFAR-10 choice); fixed_small: Var = beta-tilde_t (eq. 7).
@@ -46,30 +48,6 @@ def make_betas(schedule: str, timesteps: int, beta_start: float = 1e-4,
 def _extract(a: jax.Array, t: jax.Array, ndim: int) -> jax.Array:
   """a[t] reshaped to [B, 1, ..., 1] so that it broadcasts against a [B, ...] array of rank ndim."""
   return a[t].reshape(t.shape + (1,) * (ndim - t.ndim))
-
-
-def normal_kl(mean1, logvar1, mean2, logvar2) -> jax.Array:
-  """KL(N(mean1, exp(logvar1)) || N(mean2, exp(logvar2))), elementwise, in nats."""
-  return 0.5 * (-1.0 + logvar2 - logvar1 + jnp.exp(logvar1 - logvar2)
-                + jnp.square(mean1 - mean2) * jnp.exp(-logvar2))
-
-
-def discretized_gaussian_log_likelihood(x: jax.Array, mean: jax.Array, log_scale: jax.Array) -> jax.Array:
-  """log P(x) of 8-bit data x in [-1, 1] (bins of width 2/255) under N(mean, exp(log_scale)^2), with the
-  edge bins extended to -inf / +inf (DDPM's L_0 decoder). Elementwise, in nats. Uses the exact normal
-  CDF (jax.scipy's log_ndtr) where the reference code uses a tanh approximation."""
-  centered = x - mean
-  inv_std = jnp.exp(-log_scale)
-  upper = inv_std * (centered + 1.0 / 255.0)
-  lower = inv_std * (centered - 1.0 / 255.0)
-  log_cdf_upper = jax.scipy.special.log_ndtr(upper)
-  log_one_minus_cdf_lower = jax.scipy.special.log_ndtr(-lower)
-  # log(Phi(upper) - Phi(lower)), computed from the side where it does not cancel.
-  delta = jnp.where(lower > 0,
-                    jax.scipy.special.ndtr(-lower) - jax.scipy.special.ndtr(-upper),
-                    jax.scipy.special.ndtr(upper) - jax.scipy.special.ndtr(lower))
-  log_delta = jnp.log(jnp.maximum(delta, 1e-12))
-  return jnp.where(x < -0.999, log_cdf_upper, jnp.where(x > 0.999, log_one_minus_cdf_lower, log_delta))
 
 
 @flax.struct.dataclass
@@ -190,7 +168,7 @@ class Process:
     model_mean, _ = self.p_mean(xt, t, output, clip)
     model_log_var = self.model_log_variance(var_type, t, xt.ndim)
     kl = normal_kl(true_mean, true_log_var, model_mean, model_log_var)
-    nll = -discretized_gaussian_log_likelihood(x0, model_mean, 0.5 * model_log_var)
+    nll = -discretized_gaussian_log_prob(x0, model_mean, 0.5 * model_log_var)
     axes = tuple(range(1, x0.ndim))
     kl, nll = jnp.mean(kl, axes) / np.log(2.0), jnp.mean(nll, axes) / np.log(2.0)
     return jnp.where(t == 0, nll, kl)

@@ -10,15 +10,13 @@ and change them without recompiling. The number of steps is static (it is the sc
 With progress=True, loops of 100 steps or more log a progress bar from inside the compiled loop
 (10 lines per run, on process 0).
 """
-import math
-import time
 from typing import Callable, Optional
 
-from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgen import progress as progress_lib
 from jaxgen.diffusion.process import Process
 
 ModelFn = Callable[[jax.Array, jax.Array], jax.Array]
@@ -26,29 +24,7 @@ ModelFn = Callable[[jax.Array, jax.Array], jax.Array]
 GradFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 SKIP_TYPES = ("uniform", "quad")
-PROGRESS_MIN_STEPS = 100
-_progress_start: dict = {}
-
-
-def _progress(i: jax.Array, total: int, label: str) -> None:
-  """Inside a compiled loop over `total` steps (i = 0 .. total - 1): a host callback at the first
-  step and at every tenth of the run logs `label [####------] k/total steps, elapsed, ETA`."""
-  every = math.ceil(total / 10)
-
-  def report(i):
-    done = int(i) + 1
-    now = time.perf_counter()
-    if done == 1:
-      _progress_start[label] = now
-    if jax.process_index() != 0:
-      return
-    elapsed = now - _progress_start.get(label, now)
-    eta = elapsed / max(done - 1, 1) * (total - done) if done > 1 else float("nan")
-    bar = "#" * (10 * done // total)
-    logging.info("%s [%-10s] %d/%d steps, %.1f s, ETA %.1f s", label, bar, done, total, elapsed, eta)
-
-  jax.lax.cond((i == 0) | ((i + 1) % every == 0),
-               lambda: jax.debug.callback(report, i), lambda: None)
+PROGRESS_MIN_STEPS = progress_lib.MIN_STEPS
 
 
 def ddim_timesteps(num_timesteps: int, steps: int, skip_type: str = "uniform") -> np.ndarray:
@@ -100,8 +76,8 @@ def ddpm_sample(process: Process, model_fn: ModelFn, x_T: jax.Array, rng: jax.Ar
   total = process.num_timesteps
 
   def step(x, t):
-    if progress and total >= PROGRESS_MIN_STEPS:
-      _progress(total - 1 - t, total, "DDPM sampling")
+    if progress_lib.wanted(progress, total):
+      progress_lib.in_loop(total - 1 - t, total, "DDPM sampling")
     noise = jax.random.normal(jax.random.fold_in(rng, t), x.shape, x.dtype)
     return ddpm_step(process, model_fn, x, t, noise, var_type=var_type, clip=clip, grad_fn=grad_fn,
                      classifier_scale=classifier_scale), None
@@ -133,8 +109,8 @@ def ddim_sample(process: Process, model_fn: ModelFn, x_T: jax.Array, rng: jax.Ar
 
   def step(x, t_pair):
     t, t_prev, i = t_pair
-    if progress and len(timesteps) >= PROGRESS_MIN_STEPS:
-      _progress(i, len(timesteps), "DDIM sampling")
+    if progress_lib.wanted(progress, len(timesteps)):
+      progress_lib.in_loop(i, len(timesteps), "DDIM sampling")
     tb = _full(t, batch)
     x0, eps = process.predict_x0_eps(x, tb, model_fn(x, tb))
     a, a_prev = _alpha_bar(process, t), _alpha_bar(process, t_prev)

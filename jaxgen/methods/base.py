@@ -24,12 +24,19 @@ from typing import Any, Mapping, Optional
 
 import jax
 import ml_collections
+import numpy as np
 
 from jaxgen.errors import ConfigError  # noqa: F401  (re-exported for methods)
 from jaxgen.state import TrainState
 
 Batch = Mapping[str, jax.Array]
 PyTree = Any
+
+
+def cycling_labels(num: int, num_classes: int) -> np.ndarray:
+  """Labels 0, 1, ..., num_classes - 1, 0, 1, ... int32 [num]: the default conditioning of
+  class-conditional samplers (each row of a 10-wide grid is one class per column)."""
+  return np.arange(num, dtype=np.int32) % max(num_classes, 1)
 
 
 class Method:

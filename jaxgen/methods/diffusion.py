@@ -19,11 +19,9 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-import numpy as np
-
 from jaxgen import optim, pretrained
 from jaxgen.diffusion import guidance, process as process_lib, samplers
-from jaxgen.methods.base import Batch, ConfigError, Method
+from jaxgen.methods.base import Batch, ConfigError, Method, cycling_labels
 from jaxgen.models.noisy_classifier import classifier_from_config
 from jaxgen.models.unet import unet_from_config
 from jaxgen.state import TrainState, ema_decay, ema_init
@@ -150,7 +148,7 @@ class Diffusion(Method):
     """Labels cycling through the classes, int32 [num] (for label-conditional sampling)."""
     if not self.cond_keys:
       return None
-    return {"label": np.arange(num, dtype=np.int32) % max(self.config.data.num_classes, 1)}
+    return {"label": cycling_labels(num, self.config.data.num_classes)}
 
   def frozen_parts(self) -> dict:
     """Classifier guidance: the noisy classifier's params (config.pretrained.classifier)."""

@@ -20,11 +20,11 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 
 from jaxgen import optim
-from jaxgen.methods.base import Batch, ConfigError, Method
+from jaxgen.distributions import discretized_gaussian_log_prob, gaussian_log_prob, standard_normal_kl
+from jaxgen.methods.base import Batch, ConfigError, Method, cycling_labels
 from jaxgen.models import vae as vae_model
 from jaxgen.nn.dtypes import parse_dtype
 from jaxgen.state import TrainState, ema_decay, ema_init
@@ -38,42 +38,9 @@ EVAL_BINARIZE_SEED = 0
 MIN_LOG_SCALE = -7.0
 
 
-def gaussian_kl(mean: jax.Array, logvar: jax.Array) -> jax.Array:
-  """KL(N(mean, exp(logvar)) || N(0, I)), summed over the last axis. float32 [...]."""
-  return 0.5 * jnp.sum(jnp.square(mean) + jnp.exp(logvar) - 1.0 - logvar, axis=-1)
-
-
-def gaussian_log_prob(z: jax.Array, mean: jax.Array, logvar: jax.Array) -> jax.Array:
-  """log N(z; mean, exp(logvar)), summed over the last axis."""
-  return -0.5 * jnp.sum(jnp.square(z - mean) * jnp.exp(-logvar) + logvar + math.log(2 * math.pi),
-                        axis=-1)
-
-
 def bernoulli_log_prob(x: jax.Array, logits: jax.Array) -> jax.Array:
   """log Bernoulli(x; sigmoid(logits)) per element; x in {0, 1} (any float in [0, 1] works)."""
   return x * jax.nn.log_sigmoid(logits) + (1.0 - x) * jax.nn.log_sigmoid(-logits)
-
-
-def discretized_gaussian_log_prob(x: jax.Array, mean: jax.Array, log_scale: jax.Array) -> jax.Array:
-  """log P(bin of x) per element, for a Gaussian N(mean, exp(log_scale)^2) over [-1, 1].
-
-  x: 8-bit values mapped to [-1, 1], i.e. -1 + 2 k / 255 for k in 0..255 (rounded to that grid).
-  The bin of k is [x - 1/255, x + 1/255], except k = 0 starts at -inf and k = 255 ends at +inf.
-  """
-  k = jnp.round((x + 1.0) * 127.5)
-  centred = k / 127.5 - 1.0 - mean
-  inv_scale = jnp.exp(-log_scale)
-  upper = (centred + 1.0 / 255.0) * inv_scale
-  lower = (centred - 1.0 / 255.0) * inv_scale
-  # log(Phi(upper) - Phi(lower)) from log-CDFs. In the upper tail both CDFs round to 1, so use the
-  # mirror image Phi(-lower) - Phi(-upper) there; both terms are then small and exact in log space.
-  flip = lower > 0.0
-  log_hi = jax.scipy.special.log_ndtr(jnp.where(flip, -lower, upper))
-  log_lo = jax.scipy.special.log_ndtr(jnp.where(flip, -upper, lower))
-  # The clamp keeps the log (and its gradient) finite where the two CDFs are equal in float32.
-  log_mid = log_hi + jnp.log(jnp.maximum(-jnp.expm1(log_lo - log_hi), 1e-30))
-  return jnp.where(k <= 0, jax.scipy.special.log_ndtr(upper),
-                   jnp.where(k >= 255, jax.scipy.special.log_ndtr(-lower), log_mid))
 
 
 def binarize_per_example(images: jax.Array, seed: int = EVAL_BINARIZE_SEED) -> jax.Array:
@@ -191,7 +158,7 @@ class VAE(Method):
       z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(z_rng, mean.shape)
       out = self.model.apply({"params": params}, z, cond, method="decode")
       rec = -self.log_likelihood(target, out)
-      kl = gaussian_kl(mean, logvar)
+      kl = standard_normal_kl(mean, logvar)
       neg_elbo = jnp.mean(rec + kl)
       return neg_elbo, {"recon": jnp.mean(rec), "kl": jnp.mean(kl)}
 
@@ -208,7 +175,7 @@ class VAE(Method):
 
   def default_cond(self, num: int) -> Optional[dict]:
     """Conditional VAE: labels cycling through the classes 0, 1, ..., int32 [num]."""
-    return {"label": np.arange(num, dtype=np.int32) % self.num_classes} if self.conditional else None
+    return {"label": cycling_labels(num, self.num_classes)} if self.conditional else None
 
   def sample(self, state: TrainState, rng: jax.Array, num: int, cond: Optional[Batch] = None
              ) -> jax.Array:
@@ -268,7 +235,7 @@ class VAE(Method):
 
     init = (jnp.full((batch,), -jnp.inf), jnp.zeros((batch,)))
     (lse, ll_sum), _ = jax.lax.scan(body, init, jax.random.split(rng, k // chunk))
-    return lse - math.log(k), ll_sum / k - gaussian_kl(mean, logvar)
+    return lse - math.log(k), ll_sum / k - standard_normal_kl(mean, logvar)
 
   def eval_step(self, state: TrainState, batch: Batch, rng: jax.Array) -> dict:
     """Per-example float32 [B]: neg_elbo and nll (importance-weighted, k = eval.iwae_k) in nats,
