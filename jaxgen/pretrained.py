@@ -30,7 +30,7 @@ import numpy as np
 from absl import logging
 
 from jaxgen import parallel
-from jaxgen.errors import CheckpointError, ConfigError
+from jaxgen.errors import ConfigError
 
 PyTree = Any
 TREES = ("sampling", "params", "ema")

@@ -17,12 +17,12 @@ import pytest
 from PIL import Image
 
 import jaxgen.data as D
-from jaxgen.configs import base_config
 from jaxgen.data import order
 from jaxgen.data import prepare
 from jaxgen.data import shapes
 from jaxgen.data import text
 from jaxgen.errors import ConfigError
+from test_data import _cfg, _take
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -31,14 +31,6 @@ def _to_uint8(x):
   return np.round((x + 1) * 127.5).astype(np.uint8)
 
 
-def _cfg(**kw):
-  c = base_config().data
-  c.update(kw)
-  return c
-
-
-def _take(it, n):
-  return list(itertools.islice(it, n))
 
 
 def _train(cfg, bs, seed=0, start=0, steps=1, p=0, count=1):
