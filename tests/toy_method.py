@@ -83,10 +83,19 @@ class ToyDenoiser(Method):
       metrics["lazy"] = jnp.where(state.step % lazy == 0, state.step.astype(jnp.float32), jnp.nan)
     return state.apply_gradients(tx, grads, self.config.train.ema_decay), metrics
 
+  @property
+  def cond_keys(self):
+    """With data.degrade on, a toy super-resolution: samples start from the upsampled low_res."""
+    return ("low_res",) if self.config.data.degrade.kind else ()
+
   def sample(self, state, rng, num, cond=None):
     size, c = self.config.data.image_size, self.config.data.channels
     params = state.ema_params if state.ema_params is not None else state.params
     noise = jax.random.normal(rng, (num, size, size, c))
+    if self.cond_keys:   # the upsampled input plus a small learned correction
+      f = self.config.data.degrade.factor
+      up = jnp.repeat(jnp.repeat(cond["low_res"], f, axis=1), f, axis=2)
+      return jnp.clip(up + 0.01 * self.net.apply({"params": params}, up, train=False), -1, 1)
     return jnp.clip(self.net.apply({"params": params}, noise, train=False) + self._teacher(state, noise),
                     -1, 1)
 
