@@ -23,7 +23,9 @@ import ml_collections
 import optax
 
 from jaxgen import optim
-from jaxgen.distributions import discretized_gaussian_log_prob, gaussian_log_prob, standard_normal_kl
+from jaxgen.distributions import (bernoulli_log_prob, binarize_per_example,  # noqa: F401 (API)
+                                  discretized_gaussian_log_prob, gaussian_log_prob,
+                                  standard_normal_kl)
 from jaxgen.methods.base import Batch, ConfigError, Method, cycling_labels
 from jaxgen.models import vae as vae_model
 from jaxgen.nn.dtypes import parse_dtype
@@ -31,32 +33,8 @@ from jaxgen.state import TrainState, ema_decay, ema_init
 
 LIKELIHOODS = ("bernoulli", "discretized_gaussian")
 DTYPES = ("float32", "bfloat16", "float16")   # the compute dtypes the VAE supports
-# Seed of the per-example evaluation binarization. Fixed (not config.seed) so that every run is
-# evaluated on the same binary test set.
-EVAL_BINARIZE_SEED = 0
 # Lower bound on the decoder's Gaussian log-scale: keeps the bin integral finite in float32.
 MIN_LOG_SCALE = -7.0
-
-
-def bernoulli_log_prob(x: jax.Array, logits: jax.Array) -> jax.Array:
-  """log Bernoulli(x; sigmoid(logits)) per element; x in {0, 1} (any float in [0, 1] works)."""
-  return x * jax.nn.log_sigmoid(logits) + (1.0 - x) * jax.nn.log_sigmoid(-logits)
-
-
-def binarize_per_example(images: jax.Array, seed: int = EVAL_BINARIZE_SEED) -> jax.Array:
-  """Stochastic binarization with a key derived from each image's 8-bit pixel values.
-
-  images: float32 [B, H, W, C] in [-1, 1]. Returns float32 {0, 1} of the same shape, with
-  P(1) = (image + 1) / 2, identical for the same image whatever its batch or position.
-  """
-  batch = images.shape[0]
-  pixels = jnp.round((images + 1.0) * 127.5).astype(jnp.uint32).reshape(batch, -1)
-  # A multiplicative hash of the pixels (uint32 arithmetic wraps): distinct images get distinct keys.
-  weights = jnp.arange(pixels.shape[1], dtype=jnp.uint32) * jnp.uint32(2654435761) + jnp.uint32(1)
-  hashes = jnp.sum(pixels * weights, axis=1, dtype=jnp.uint32)
-  keys = jax.vmap(lambda h: jax.random.fold_in(jax.random.PRNGKey(seed), h))(hashes)
-  probs = (images + 1.0) / 2.0
-  return jax.vmap(jax.random.bernoulli)(keys, probs).astype(jnp.float32)
 
 
 class VAE(Method):
