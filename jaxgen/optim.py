@@ -7,9 +7,11 @@ Config keys (all optional except `lr`, which lbfgs does not need):
 
   name            adam | adamw | sgd | lars | lbfgs (default adam).
   lr              peak learning rate, >= 0. lbfgs: None (default) lets the line search pick the step.
-  schedule        constant | cosine | linear (default constant): the shape after the warm-up.
+  schedule        constant | cosine | linear | exponential (default constant): the shape after the
+                  warm-up.
   warmup_steps    linear warm-up from 0 to lr over this many steps (default 0); < num_steps.
   final_lr_frac   cosine / linear: the lr at the last step as a fraction of lr, in [0, 1] (default 0).
+  decay_rate      exponential: the lr's factor per step, in [0, 1] (default 1; PixelCNN++ 0.999995).
   b1, b2, eps     adam / adamw moment decays and denominator epsilon (0.9, 0.999, 1e-8).
   weight_decay    >= 0 (default 0). adamw: decoupled, update = -lr * (adam_dir + wd * p).
                   sgd: L2 added to the gradient. lars: LARS's decay. adam, lbfgs: must be 0.
@@ -67,7 +69,7 @@ from jaxgen.errors import ConfigError
 PyTree = Any
 
 NAMES = ("adam", "adamw", "sgd", "lars", "lbfgs")
-SCHEDULES = ("constant", "cosine", "linear")
+SCHEDULES = ("constant", "cosine", "linear", "exponential")
 
 # Biases and normalisation gains: Flax's Dense / Conv "bias", LayerNorm / GroupNorm / BatchNorm /
 # RMSNorm "scale" and "bias", CLIP's "logit_scale", and anything inside a Flax norm module. Used
@@ -75,7 +77,7 @@ SCHEDULES = ("constant", "cosine", "linear")
 NO_DECAY_ON_BIAS_AND_NORM = (r"(bias|scale|embedding_norm)$"
                              r"|(^|/)(LayerNorm|GroupNorm|BatchNorm|RMSNorm)[^/]*/")
 
-_KEYS = ("name", "lr", "schedule", "warmup_steps", "final_lr_frac", "b1", "b2", "eps",
+_KEYS = ("name", "lr", "schedule", "warmup_steps", "final_lr_frac", "decay_rate", "b1", "b2", "eps",
          "weight_decay", "momentum", "nesterov", "trust_coefficient", "memory_size", "grad_clip",
          "exclude_bias_and_norm", "rules")
 _RULE_KEYS = ("pattern", "lr_mult", "weight_decay", "frozen")
@@ -178,6 +180,8 @@ def _validate_schedule(cfg, num_steps: int, where: str) -> None:
                       f"{where}.warmup_steps={num_steps // 10}) or set it to 0.")
   _number(cfg, "final_lr_frac", where, 0.0, lo=0.0, hi=1.0,
           fix="it is the last step's lr as a fraction of lr, e.g. 0.0 or 0.01")
+  _number(cfg, "decay_rate", where, 1.0, lo=0.0, hi=1.0,
+          fix="exponential: the lr's factor per step, e.g. 0.999995 (PixelCNN++)")
   if lr is None and (warmup or kind != "constant"):
     raise ConfigError(f"{where}.lr is None (the L-BFGS line search picks the step), so "
                       f"{where}.schedule={kind!r} / warmup_steps={warmup} have no effect; set "
@@ -289,7 +293,8 @@ def validate_optimizer(cfg: ml_collections.ConfigDict, num_steps: int,
 def make_schedule(cfg: ml_collections.ConfigDict, num_steps: int,
                   where: str = "config.optim") -> optax.Schedule:
   """The learning-rate schedule: linear warm-up over cfg.warmup_steps from 0 to cfg.lr, then
-  cfg.schedule (constant | cosine | linear, decaying to lr * final_lr_frac at num_steps).
+  cfg.schedule (constant | cosine | linear, decaying to lr * final_lr_frac at num_steps, |
+  exponential, lr * cfg.decay_rate ** step).
 
   For lbfgs with lr None this is the constant 1.0: the step the line search starts from.
   """
@@ -304,6 +309,8 @@ def make_schedule(cfg: ml_collections.ConfigDict, num_steps: int,
     main = optax.constant_schedule(lr)
   elif kind == "cosine":
     main = optax.cosine_decay_schedule(lr, max(num_steps - warmup, 1), alpha=frac)
+  elif kind == "exponential":   # lr * decay_rate ** step (PixelCNN++: 0.999995 per step)
+    main = optax.exponential_decay(lr, transition_steps=1, decay_rate=cfg.get("decay_rate", 1.0))
   else:
     main = optax.linear_schedule(lr, lr * frac, max(num_steps - warmup, 1))
   if warmup:

@@ -252,3 +252,13 @@ def test_learning_rate_is_warmup_then_cosine():
     np.testing.assert_allclose(got, lr, rtol=1e-6, atol=1e-7)
   jitted = jax.jit(lambda s: optim.learning_rate(cfg, n, s))
   np.testing.assert_allclose(jitted(jnp.int32(35)), expected[35], rtol=1e-6)
+
+
+def test_exponential_schedule():
+  cfg = ml_collections.ConfigDict(dict(name="adam", lr=1e-3, schedule="exponential", decay_rate=0.99))
+  sched = optim.make_schedule(cfg, 100)
+  np.testing.assert_allclose([float(sched(s)) for s in (0, 1, 10)], [1e-3, 0.99e-3, 1e-3 * 0.99 ** 10],
+                             rtol=1e-6)
+  cfg.decay_rate = 1.5
+  with pytest.raises(ConfigError, match="decay_rate"):
+    optim.make_schedule(cfg, 100)
