@@ -142,7 +142,8 @@ def sample_mix_logistic(rng: jax.Array, params: jax.Array, channels: int) -> jax
   means, log_scales, coeffs = (jnp.sum(a * sel, -1) for a in (means, log_scales, coeffs))
   u = jax.random.uniform(u_rng, means.shape, minval=1e-5, maxval=1.0 - 1e-5)
   x = means + jnp.exp(log_scales) * (jnp.log(u) - jnp.log1p(-u))
-  grid = lambda v: jnp.round((jnp.clip(v, -1.0, 1.0) + 1.0) * 127.5) / 127.5 - 1.0  # noqa: E731
+  # (Clipped again: XLA may divide by multiplying with 1/127.5, which lands 1e-7 outside [-1, 1].)
+  grid = lambda v: jnp.clip(jnp.round((jnp.clip(v, -1.0, 1.0) + 1.0) * 127.5) / 127.5 - 1.0, -1.0, 1.0)  # noqa: E731
   if channels == 1:
     return grid(x)
   x0 = grid(x[..., 0])

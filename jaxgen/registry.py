@@ -10,6 +10,7 @@ METHODS: dict[str, str] = {
     "gan": "jaxgen.methods.gan:GAN",
     "ddpm": "jaxgen.methods.diffusion:Diffusion",
     "noisy_classifier": "jaxgen.methods.diffusion:NoisyClassifier",
+    "autoregressive": "jaxgen.methods.autoregressive:Autoregressive",
 }
 
 

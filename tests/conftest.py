@@ -50,3 +50,22 @@ def mnist_numpy(shared_datasets):
     y = _read_idx(d / f"{prefix}-labels-idx1-ubyte.gz").astype(np.int32)
     out[split] = (x, y)
   return out
+
+
+@pytest.fixture(scope="session")
+def cifar_jpeg_numpy(shared_datasets):
+  """The first 1024 training and 256 test images of the CIFAR-10 JPEG archive, decoded with PIL:
+  dict split -> uint8 [N, 32, 32, 3] (one pass over the start of the tar; no unpacking to disk)."""
+  import io
+  import tarfile
+  from PIL import Image
+  want = {"train": 1024, "test": 256}
+  out = {k: [] for k in want}
+  with tarfile.open(shared_datasets / "cifar10-jpeg.tar.gz") as tar:
+    for m in tar:
+      parts = m.name.split("/")
+      if m.isfile() and len(parts) == 4 and parts[1] in want and len(out[parts[1]]) < want[parts[1]]:
+        out[parts[1]].append(np.asarray(Image.open(io.BytesIO(tar.extractfile(m).read())).convert("RGB")))
+      if all(len(out[k]) == n for k, n in want.items()):
+        break
+  return {k: np.stack(v) for k, v in out.items()}

@@ -1,0 +1,150 @@
+"""The autoregressive method (jaxgen.methods.autoregressive): exact NLL wiring, pixel-by-pixel
+sampling, config checks, and learning checks on real binarized MNIST and CIFAR-10 JPEGs."""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxgen.configs import load_config_file
+from jaxgen.errors import ConfigError
+from jaxgen.methods.autoregressive import Autoregressive
+from test_train import REPO
+
+MNIST = str(REPO / "configs" / "autoregressive" / "mnist.py")
+CIFAR = str(REPO / "configs" / "autoregressive" / "cifar10.py")
+GRID = np.arange(256, dtype=np.float32) / 127.5 - 1
+
+
+def _method(path, arg, **model):
+  c = load_config_file(f"{path}:{arg}")
+  c.model.update(model)
+  return Autoregressive(c)
+
+
+CASES = [(MNIST, "tiny,arch=pixelcnn"), (MNIST, "tiny,arch=row_lstm"), (MNIST, "tiny,arch=diagonal_bilstm"),
+         (MNIST, "tiny,arch=gated_pixelcnn"), (CIFAR, "tiny,arch=pixelcnn"), (CIFAR, "tiny,arch=gated_pixelcnn"),
+         (CIFAR, "tiny,arch=row_lstm"), (CIFAR, "tiny,arch=pixelcnnpp")]
+
+
+@pytest.mark.parametrize("path,arg", CASES)
+def test_nll_equals_the_sum_of_conditionals_seen_by_the_sampler(path, arg):
+  """eval_step's NLL (one teacher-forced pass) equals the sum over positions of log p(x_i | x_<i)
+  computed as the sampler sees it: on a canvas where x_i and every later position are still zero."""
+  m = _method(path, arg)
+  h, w, c = m.shape
+  rng = np.random.default_rng(0)
+  images = jnp.asarray(GRID[rng.integers(0, 256, (2, h, w, c))])
+  state = m.init(jax.random.PRNGKey(0), {"image": images})
+  # Perturb the params so that every conditional is informative.
+  leaves, tree = jax.tree.flatten(state.params)
+  keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
+  params = jax.tree.unflatten(tree, [p + 0.3 * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys)])
+  state = state.replace(params=params, ema_params=None)   # eval uses these params, not an EMA
+  x = m.targets(images, None)
+  nll = jax.jit(m.eval_step)(state, {"image": images}, jax.random.PRNGKey(2))["nll"]
+  joint = m.likelihood == "logistic_mixture"
+  order = [(i, j, ch) for i in range(h) for j in range(w) for ch in ([None] if joint else range(c))]
+  apply = jax.jit(lambda canvas: m._apply(state.params, canvas, None, train=False))  # pylint: disable=protected-access
+  total = np.zeros(2)
+  canvas = jnp.zeros_like(x)
+  for i, j, ch in order:
+    out = apply(canvas)
+    if joint:
+      one = jnp.zeros_like(x).at[:, i, j].set(x[:, i, j])[:, i:i + 1, j:j + 1]
+      lp = m.log_prob(one, out[:, i:i + 1, j:j + 1])
+      canvas = canvas.at[:, i, j].set(x[:, i, j])
+    else:
+      o = out[:, i:i + 1, j:j + 1, ch:ch + 1]
+      lp = m.log_prob(x[:, i:i + 1, j:j + 1, ch:ch + 1], o)
+      canvas = canvas.at[:, i, j, ch].set(x[:, i, j, ch])
+    total -= np.asarray(lp)
+  np.testing.assert_allclose(np.asarray(nll), total, rtol=1e-4)
+  np.testing.assert_allclose(np.asarray(jax.jit(m.eval_step)(state, {"image": images}, jax.random.PRNGKey(2))
+                                        ["bits_per_dim"]), total / (h * w * c * math.log(2)), rtol=1e-4)
+
+
+@pytest.mark.parametrize("path,arg", [(MNIST, "tiny,arch=pixelcnn"), (CIFAR, "tiny,arch=pixelcnn"),
+                                      (CIFAR, "tiny,arch=pixelcnnpp")])
+def test_samples_are_on_the_data_grid(path, arg):
+  m = _method(path, arg)
+  h, w, c = m.shape
+  state = m.init(jax.random.PRNGKey(0), {"image": jnp.zeros((2, h, w, c))})
+  s = np.asarray(jax.jit(lambda st, r: m.sample(st, r, 4))(state, jax.random.PRNGKey(3)))
+  assert s.shape == (4, h, w, c) and np.all(np.abs(s) <= 1)
+  if m.likelihood == "bernoulli":
+    assert set(np.unique(s)) == {-1.0, 1.0}
+  else:
+    np.testing.assert_allclose(s, GRID[np.round((s + 1) * 127.5).astype(int)], atol=1e-6)
+    assert len(np.unique(s)) > 10
+
+
+def test_config_errors_name_the_fix():
+  c = load_config_file(f"{MNIST}:tiny,arch=pixelcnn")
+  c.model.likelihood = "logistic_mixture"
+  with pytest.raises(ConfigError, match="likelihood='logistic_mixture' does not fit arch 'pixelcnn'"):
+    Autoregressive(c)
+  c = load_config_file(f"{MNIST}:tiny,arch=pixelcnn")
+  c.data.binarize = ""
+  with pytest.raises(ConfigError, match="binarize=''.*set both"):
+    Autoregressive(c)
+  c = load_config_file(f"{MNIST}:tiny,arch=row_lstm")
+  c.model.conditional = True
+  with pytest.raises(ConfigError, match="conditional=True needs a conditional arch"):
+    Autoregressive(c)
+  c = load_config_file(f"{MNIST}:tiny,arch=pixelcnn")
+  c.model.arch = "pixelsnail"
+  with pytest.raises(ConfigError, match="arch='pixelsnail' is unknown"):
+    Autoregressive(c)
+
+
+def _train(m, images, steps, batch, seed=0):
+  img = lambda a: jnp.asarray(a, jnp.float32) / 127.5 - 1  # noqa: E731
+  state = m.init(jax.random.PRNGKey(seed), {"image": img(images[:batch])})
+  step = jax.jit(m.train_step)
+  rng = np.random.default_rng(seed)
+  for i in range(steps):
+    state, _ = step(state, {"image": img(images[rng.integers(0, len(images), batch)])}, jax.random.PRNGKey(i))
+  return state, img
+
+
+def test_pixelcnn_learns_binarized_mnist(mnist_numpy):
+  """PixelCNN (h=16, 3 residual blocks) on real MNIST, dynamically binarized: the exact test NLL of
+  256 test images (fixed binarization) falls from ~460 nats (untrained) below 115 nats in 200 steps
+  of batch 32 (measured 97.7)."""
+  m = _method(MNIST, "arch=pixelcnn", hidden=16, num_blocks=3)
+  state, img = _train(m, mnist_numpy["train"][0], 200, 32)
+  nll = float(jnp.mean(jax.jit(m.eval_step)(state, {"image": img(mnist_numpy["test"][0][:256])},
+                                            jax.random.PRNGKey(0))["nll"]))
+  print(f"binarized MNIST test NLL after 200 steps: {nll:.1f} nats")
+  assert nll < 115, nll
+
+
+def test_pixelcnnpp_learns_cifar10_jpegs(cifar_jpeg_numpy):
+  """PixelCNN++ (16 filters, 1 gated ResNet per resolution, 5 logistic components) on real CIFAR-10
+  JPEGs: test bits/dim of 128 held-out images fall from ~9 (untrained) below 6.0 in 100 steps of
+  batch 16 (measured 5.32)."""
+  m = _method(CIFAR, "arch=pixelcnnpp", nr_resnet=1, nr_filters=16, nr_logistic_mix=5, dropout=0.0)
+  m.config.optim.update(dict(schedule="constant", lr=2e-3))
+  m.config.train.ema_decay = 0.0
+  m = Autoregressive(m.config)
+  state, img = _train(m, cifar_jpeg_numpy["train"], 100, 16)
+  bpd = float(jnp.mean(jax.jit(m.eval_step)(state, {"image": img(cifar_jpeg_numpy["test"][:128])},
+                                            jax.random.PRNGKey(0))["bits_per_dim"]))
+  print(f"CIFAR-10 JPEG test bits/dim after 100 steps: {bpd:.2f}")
+  assert bpd < 6.0, bpd
+
+
+def test_trains_samples_evaluates_and_benchmarks_through_the_loop(tmp_path):
+  from jaxgen import main
+  c = load_config_file(f"{CIFAR}:tiny,arch=gated_pixelcnn")
+  main.run(c, str(tmp_path), "train")
+  assert (tmp_path / "samples" / "step_00000010.png").exists()
+  res = main.run(c, str(tmp_path), "eval")
+  assert res["num_eval_examples"] == 32 and 4 < res["bits_per_dim"] < 9
+  out = np.load(main.run(c, str(tmp_path), "sample", num_samples=4) + ".npz")["image"]
+  assert out.shape == (4, 8, 8, 3) and out.dtype == np.uint8
+  c.benchmark.update(dict(steps=2, warmup_steps=1, sample_batch=4))
+  bench = main.run(c, str(tmp_path / "bench"), "benchmark")
+  assert bench["sample_images_per_s"] > 0 and bench["images_per_s"] > 0
