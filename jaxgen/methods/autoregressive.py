@@ -35,6 +35,13 @@ LIKELIHOODS = ("categorical", "bernoulli", "logistic_mixture")
 BINARIZE = ("", "dynamic", "static")
 
 
+# Archs with a cached sampler (jaxgen.models.pixelcnn_cache: each position computes every layer
+# at its pixel only; same images as the naive sampler for the same rng). For them
+# config.sample.cached (default True) picks it; False runs the full network at every position.
+# Other archs always sample naively.
+CACHED_ARCHS = ("pixelcnn", "gated_pixelcnn")
+
+
 class Arch(NamedTuple):
   """build(config, num_values or mixture outputs) -> the Flax module; conditional: takes labels."""
   build: Callable[[ml_collections.ConfigDict, int], nn.Module]
@@ -188,12 +195,18 @@ class Autoregressive(Method):
 
   def sample(self, state: TrainState, rng: jax.Array, num: int, cond: Optional[Batch] = None) -> jax.Array:
     """`num` images float32 [num, H, W, C] in [-1, 1] (binary models: -1 / +1), drawn position by
-    position in raster order, channels R -> G -> B inside a pixel."""
+    position in raster order, channels R -> G -> B inside a pixel; with the cached sampler where
+    config.sample.cached (see CACHED_ARCHS), else with the full network at every position."""
     params = self.sampling_params(state)
     labels = None
     if self.conditional:
       labels = jnp.asarray((self.default_cond(num) if cond is None else cond)["label"], jnp.int32)
     h, w, c = self.shape
+    sc = self.config.get("sample", {})
+    if sc.get("cached", True) and self.config.model.arch in CACHED_ARCHS:
+      from jaxgen.models import pixelcnn_cache  # pylint: disable=g-import-not-at-top
+      return pixelcnn_cache.sample(self.model, params, rng, num, (h, w), labels,
+                                   show_progress=sc.get("progress", True))
     joint = self.likelihood == "logistic_mixture"     # one draw per pixel, channels jointly
     per_pixel = 1 if joint else c
     total = h * w * per_pixel
