@@ -72,7 +72,12 @@ def create(name: str, config: ml_collections.ConfigDict) -> Evaluator:
     raise ConfigError(f"config.eval.evaluators names unknown evaluator {name!r}; known: "
                       f"{sorted(EVALUATORS)}.")
   module, cls = EVALUATORS[name].split(":")
-  return getattr(importlib.import_module(module), cls)(config)
+  try:
+    evaluator = getattr(importlib.import_module(module), cls)
+  except (ImportError, AttributeError) as e:
+    raise ConfigError(f"config.eval.evaluators: evaluator {name!r} ({EVALUATORS[name]}) cannot be "
+                      f"imported ({e}).") from e
+  return evaluator(config)
 
 
 def validate(config: ml_collections.ConfigDict, can_sample: bool) -> None:
