@@ -15,7 +15,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxgen.configs import base_config
 from jaxgen.methods.base import ConfigError
-from jaxgen.methods.gan import GAN, LOSSES
+from jaxgen.gan.losses import LOSSES
+from jaxgen.methods.gan import GAN
 from jaxgen.models import dcgan
 from jaxgen.state import TrainState
 

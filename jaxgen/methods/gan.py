@@ -2,7 +2,7 @@
 
 One `GAN` method serves all variants; a config picks the parts:
   config.model.arch   which (generator, discriminator) pair: ARCHS ("dcgan")
-  config.gan.loss     which adversarial loss: LOSSES ("non_saturating", "lsgan", "hinge")
+  config.gan.loss     which adversarial loss: jaxgen.gan.losses.LOSSES ("non_saturating", "lsgan", "hinge")
   config.optim.generator / config.optim.discriminator   one optimizer per player (jaxgen.optim)
 
 Both players live in one TrainState: params = {"generator": ..., "discriminator": ...}, opt_state
@@ -24,48 +24,13 @@ import ml_collections
 import optax
 
 from jaxgen import optim
+from jaxgen.gan.losses import LOSSES
 from jaxgen.methods.base import Batch, ConfigError, Method
 from jaxgen.models import dcgan
 from jaxgen.nn.dtypes import parse_dtype
 from jaxgen.state import TrainState, ema_decay, ema_init, ema_update, validate_ema
 
 
-class GANLoss(NamedTuple):
-  """An adversarial loss. `real` and `fake` are D's raw outputs, float32 [B].
-
-  Attributes:
-    d_loss: (real, fake) -> scalar, minimised by the discriminator.
-    g_loss: fake -> scalar, minimised by the generator.
-    threshold: D output above which an input counts as classified real (for the accuracy metrics).
-  """
-  d_loss: Callable[[jax.Array, jax.Array], jax.Array]
-  g_loss: Callable[[jax.Array], jax.Array]
-  threshold: float
-
-
-# softplus(x) = -log(sigmoid(-x)), computed as logaddexp(x, 0): finite for any logit, where the
-# naive log(sigmoid(.)) gives -inf once sigmoid underflows (|logit| > ~104 in float32).
-NON_SATURATING = GANLoss(
-    # D: binary cross-entropy, real -> 1, fake -> 0.
-    d_loss=lambda real, fake: jnp.mean(jax.nn.softplus(-real)) + jnp.mean(jax.nn.softplus(fake)),
-    # G maximises log D(G(z)) instead of minimising log(1 - D(G(z))): strong gradients early on,
-    # when D rejects the fakes easily (Goodfellow et al. 2014, Sec. 3).
-    g_loss=lambda fake: jnp.mean(jax.nn.softplus(-fake)),
-    threshold=0.0)
-
-# Least squares GAN (Mao et al. 2017, Eq. 2 with a = 0, b = c = 1): D regresses real -> 1, fake -> 0.
-LSGAN = GANLoss(
-    d_loss=lambda real, fake: 0.5 * jnp.mean((real - 1.0) ** 2) + 0.5 * jnp.mean(fake ** 2),
-    g_loss=lambda fake: 0.5 * jnp.mean((fake - 1.0) ** 2),
-    threshold=0.5)
-
-# Hinge loss (Lim & Ye 2017; Miyato et al. 2018, Eq. 16-17).
-HINGE = GANLoss(
-    d_loss=lambda real, fake: jnp.mean(jax.nn.relu(1.0 - real)) + jnp.mean(jax.nn.relu(1.0 + fake)),
-    g_loss=lambda fake: -jnp.mean(fake),
-    threshold=0.0)
-
-LOSSES: dict[str, GANLoss] = {"non_saturating": NON_SATURATING, "lsgan": LSGAN, "hinge": HINGE}
 
 
 class Arch(NamedTuple):

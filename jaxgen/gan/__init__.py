@@ -1,0 +1,1 @@
+"""Pieces shared by the adversarial methods: losses, regularisers (jaxgen.gan.losses)."""
