@@ -246,8 +246,8 @@ def test_bad_image_size_is_a_config_error(size):
 
 def test_bad_config_values_are_config_errors():
   c = _config()
-  c.gan.loss = "wasserstein"
-  with pytest.raises(ConfigError, match=r"gan\.loss='wasserstein'.*hinge.*lsgan.*non_saturating"):
+  c.gan.loss = "wgan"
+  with pytest.raises(ConfigError, match=r"gan\.loss=.wgan.*hinge.*lsgan.*minimax.*non_saturating.*wasserstein"):
     GAN(c)
   c = _config()
   c.model.arch = "stylegan9"
