@@ -88,6 +88,34 @@ def test_objective_conversions_invert(objective):
   np.testing.assert_allclose(eps_hat, noise, atol=2e-4 if objective != "eps" else 0)
 
 
+@pytest.mark.parametrize("gamma", [1.0, 5.0])
+def test_min_snr_weights_give_one_x0_space_loss_for_every_objective(gamma):
+  """Min-SNR-gamma: for one prediction of x_0, each objective's weighted squared error equals
+  min(SNR_t, gamma) * ||x0_hat - x0||^2 (Hang et al. 2023, Eq. 7), and the weights at a few t equal
+  the hand formula."""
+  betas = linear_betas(T)
+  abar = np.cumprod(1 - betas)
+  k1, k2, k3 = jax.random.split(jax.random.PRNGKey(3), 3)
+  x0 = jax.random.uniform(k1, (4, 4, 4, 1), minval=-1, maxval=1)
+  noise = jax.random.normal(k2, x0.shape)
+  x0_hat = x0 + 0.1 * jax.random.normal(k3, x0.shape)   # one imperfect prediction
+  t = jnp.array([5, 100, 500, 990])
+  snr = abar[np.asarray(t)] / (1 - abar[np.asarray(t)])
+  want = np.minimum(snr, gamma) * np.mean(np.square(np.asarray(x0_hat - x0)), axis=(1, 2, 3))
+  for objective in ("eps", "x0", "v"):
+    p = Process.create(betas, objective)
+    xt = p.q_sample(x0, t, noise)
+    # The output this objective's network gives when it predicts x0_hat at (xt, t).
+    eps_hat = p.eps_from_x0(xt, t, x0_hat)
+    out = {"eps": eps_hat, "x0": x0_hat,
+           "v": p.target(x0_hat, eps_hat, t)}[objective]
+    err = np.mean(np.square(np.asarray(out - p.target(x0, noise, t), np.float64)), axis=(1, 2, 3))
+    w = np.asarray(p.min_snr_weight(t, gamma))
+    np.testing.assert_allclose(w * err, want, rtol=2e-3, err_msg=objective)
+  np.testing.assert_allclose(Process.create(betas, "eps").min_snr_weight(t, gamma),
+                             np.minimum(snr, gamma) / snr, rtol=1e-4)
+
+
 def test_vlb_terms_against_scipy(linear_process):
   """The KL term against the Gaussian KL in float64, and L_0 against scipy's normal CDF."""
   rng = np.random.default_rng(2)

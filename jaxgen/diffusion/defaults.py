@@ -37,6 +37,7 @@ def diffusion_base_config() -> ml_collections.ConfigDict:
   c.diffusion.beta_start = 1e-4             # linear schedule only
   c.diffusion.beta_end = 0.02
   c.diffusion.objective = "eps"             # eps | x0 | v
+  c.diffusion.min_snr_gamma = 0.0           # > 0: Min-SNR-gamma loss weights (Hang et al. 2023: 5); 0 = L_simple
   c.diffusion.var_type = "fixed_large"      # fixed_large (sigma^2 = beta_t) | fixed_small (beta-tilde_t)
   c.diffusion.class_conditional = False     # needs data.num_classes > 0
   c.diffusion.label_dropout = 0.0           # classifier-free guidance: P(label -> null label) in training

@@ -124,6 +124,24 @@ class Process:
     abar = _extract(self.alphas_cumprod, t, x0.ndim)
     return jnp.sqrt(abar) * noise - jnp.sqrt(1.0 - abar) * x0
 
+  def min_snr_weight(self, t: jax.Array, gamma: float) -> jax.Array:
+    """Min-SNR-gamma loss weights (Hang et al. 2023, arXiv:2303.09556), float32 [B], for this
+    objective's squared error at timesteps t int [B].
+
+    In x_0 space every objective's error is ||x0_hat - x0||^2 times a weight: SNR_t for eps,
+    1 for x0, SNR_t + 1 for v (SNR_t = abar_t / (1 - abar_t)). Min-SNR replaces that x_0-space weight
+    with min(SNR_t, gamma), so that the nearly noise-free steps, which eps-prediction weights by up to
+    ~1e4, no longer dominate the gradient; the returned factor is min(SNR_t, gamma) / (x_0-space
+    weight of the objective). The paper trains ~3.4x faster with gamma = 5."""
+    abar = self.alphas_cumprod[t]
+    snr = abar / (1.0 - abar)
+    clipped = jnp.minimum(snr, gamma)
+    if self.objective == "eps":
+      return clipped / snr
+    if self.objective == "x0":
+      return clipped
+    return clipped / (snr + 1.0)
+
   def predict_x0_eps(self, xt: jax.Array, t: jax.Array, output: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(x0, eps) implied by the network output for x_t at timestep t (exact inverses of `target`)."""
     abar = _extract(self.alphas_cumprod, t, xt.ndim)

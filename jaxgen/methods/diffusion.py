@@ -66,6 +66,9 @@ class Diffusion(Method):
     c = self.config
     _check_process_config(c)
     d, s = c.diffusion, c.sample
+    if d.get("min_snr_gamma", 0.0) < 0:
+      raise ConfigError(f"config.diffusion.min_snr_gamma={d.min_snr_gamma} must be >= 0 (0 = DDPM's "
+                        "unweighted L_simple; Hang et al. 2023 use 5).")
     if d.var_type not in process_lib.VAR_TYPES:
       raise ConfigError(f"config.diffusion.var_type={d.var_type!r}; use one of {process_lib.VAR_TYPES}.")
     if d.class_conditional and c.data.num_classes <= 0:
@@ -130,7 +133,9 @@ class Diffusion(Method):
         y = jnp.where(drop, self.num_classes, y)   # the null label
     out = self._apply(params, xt, t, y, train=train, rng=d_rng)
     err = jnp.square(out.astype(jnp.float32) - self.process.target(x0, noise, t))
-    return jnp.mean(err, axis=tuple(range(1, x0.ndim)))
+    err = jnp.mean(err, axis=tuple(range(1, x0.ndim)))
+    gamma = self.config.diffusion.get("min_snr_gamma", 0.0)
+    return err * self.process.min_snr_weight(t, gamma) if train and gamma > 0 else err
 
   def train_step(self, state: TrainState, batch: Batch, rng: jax.Array) -> tuple[TrainState, dict]:
     loss_fn = lambda p: jnp.mean(self._loss(p, batch, rng, train=True))  # noqa: E731
