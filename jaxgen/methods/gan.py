@@ -582,15 +582,14 @@ class GAN(Method):
     if k == 1:
       state, d_metrics = self.discriminator_step(state, real, d_rng, labels)
     else:
-      slices = lambda x: jnp.swapaxes(x.reshape(x.shape[0] // k, k, *x.shape[1:]), 0, 1)  # noqa: E731
-      xs = (slices(real), None if labels is None else slices(labels), jax.random.split(d_rng, k),
-            state.step * k + jnp.arange(k, dtype=jnp.int32))
-
-      def body(s, x):
-        return self.discriminator_step(s, x[0], x[2], x[1], d_index=x[3])
-
-      state, d_metrics = jax.lax.scan(body, state, xs)
-      d_metrics = {name: _nanmean(v) for name, v in d_metrics.items()}
+      # Unrolled: XLA:CPU runs a lax.scan of these steps ~4x slower than the straight-line code.
+      steps = []
+      for i, key in enumerate(jax.random.split(d_rng, k)):
+        state, m = self.discriminator_step(state, real[i::k], key,
+                                           None if labels is None else labels[i::k],
+                                           d_index=state.step * k + i)
+        steps.append(m)
+      d_metrics = {name: _nanmean(jnp.stack([m[name] for m in steps])) for name in steps[0]}
     state, g_metrics = self.generator_step(state, real.shape[0] // k, g_rng)
     metrics = {**d_metrics, **g_metrics, "loss": d_metrics["d_loss"] + g_metrics["g_loss"]}
     return state.replace(step=state.step + 1), metrics
