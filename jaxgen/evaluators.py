@@ -26,6 +26,7 @@ from jaxgen.errors import ConfigError
 
 EVALUATORS: dict[str, str] = {
     "shapes_agreement": "jaxgen.data.shapes_judge:ShapesAgreement",
+    "psnr_ssim": "jaxgen.metrics.image_quality:PSNRSSIM",
 }
 
 

@@ -11,6 +11,7 @@ METHODS: dict[str, str] = {
     "ddpm": "jaxgen.methods.diffusion:Diffusion",
     "noisy_classifier": "jaxgen.methods.diffusion:NoisyClassifier",
     "autoregressive": "jaxgen.methods.autoregressive:Autoregressive",
+    "srgan": "jaxgen.methods.srgan:SRGAN",
 }
 
 
