@@ -7,7 +7,9 @@ itself: another run can load a subtree of it knowing only its workdir (jaxgen.pr
 A checkpoint that cannot be restored (a run killed mid-save on a filesystem without atomic renames,
 a truncated or corrupted file) is skipped in favour of the previous good one, with a warning. It is
 moved aside to `<workdir>/checkpoints_corrupt/<step>` (never deleted), so its step number can be
-saved again and nothing already written is lost.
+saved again and nothing already written is lost. A readable checkpoint of another model (the
+config changed: a width, the PRNG implementation) is not corrupt: restoring it raises CheckpointError
+naming the differing leaves, and nothing moves.
 """
 import json
 import os
@@ -82,12 +84,16 @@ class Checkpointer:
       if step not in steps:
         raise CheckpointError(f"No checkpoint for step {step} in {self.directory}; "
                               f"available steps: {steps}.")
+      self._check_matches(abstract_state, step)
       try:
         return self._restore(abstract_state, step)
       except Exception as e:  # pylint: disable=broad-except
         raise CheckpointError(f"Checkpoint {step} in {self.directory} cannot be restored ({e!r}); "
                               f"pick another of {steps} with --checkpoint_step.") from e
     for s in reversed(steps):
+      # A readable checkpoint of another model (the config changed, not the files) is an error,
+      # never "corrupt": moving it aside and starting afresh would hide a run's checkpoints.
+      self._check_matches(abstract_state, s)
       try:
         return self._restore(abstract_state, s)
       except Exception as e:  # pylint: disable=broad-except
@@ -95,6 +101,26 @@ class Checkpointer:
                         "trying the previous one.", s, self.directory, e)
         self._move_aside(s)
     return None
+
+  def _check_matches(self, abstract_state: Any, step: int) -> None:
+    """Raises CheckpointError when checkpoint `step` holds a readable state whose params, EMA, model
+    state or key differ in names or shapes from `abstract_state` (a changed config: model width,
+    prng_impl, ...); returns when they agree or when the metadata cannot be read (then restoring
+    fails and the checkpoint counts as corrupt)."""
+    try:
+      saved = _leaf_shapes(self.tree_metadata(step))
+    except Exception:  # pylint: disable=broad-except
+      return
+    want = _leaf_shapes(abstract_state.replace(frozen={}))
+    diffs = [f"{k}: saved {saved.get(k, 'absent')}, this config {want.get(k, 'absent')}"
+             for k in sorted(set(saved) | set(want)) if saved.get(k) != want.get(k)]
+    if diffs:
+      more = f" (and {len(diffs) - 3} more)" if len(diffs) > 3 else ""
+      raise CheckpointError(
+          f"Checkpoint {step} in {self.directory} was saved by a different model or config: "
+          f"{'; '.join(diffs[:3])}{more}. Resume with the config it was trained with (saved with it, "
+          f"in {os.path.join(self.directory, str(step), 'config')}), or train this config in a new "
+          "--workdir. Nothing was changed on disk.")
 
   def _restore(self, abstract_state: Any, step: int) -> TrainState:
     """abstract_state's frozen trees are not in checkpoints: restored without them, kept as given."""
@@ -130,3 +156,18 @@ class Checkpointer:
       logging.warning("Moved unreadable checkpoint %s to %s.", src, dst)
     # Re-read the directory so orbax does not consider the moved step.
     self._manager.reload()
+
+
+# TrainState fields whose leaves have stable names in both the state and orbax's metadata.
+_CHECKED_FIELDS = ("step", "params", "ema_params", "model_state", "rng")
+
+
+def _leaf_shapes(tree: Any) -> dict[str, tuple]:
+  """"field/key/..." -> shape of each leaf under _CHECKED_FIELDS, for a TrainState (of arrays or
+  ShapeDtypeStructs) or the nested dicts of its saved metadata."""
+  out = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    names = [str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path]
+    if names and names[0] in _CHECKED_FIELDS:
+      out["/".join(names)] = tuple(getattr(leaf, "shape", ()))
+  return out

@@ -182,6 +182,22 @@ def test_truncated_latest_checkpoint_is_skipped(tmp_path):
   assert 8 in checkpoint.Checkpointer(wd).all_steps()
 
 
+def test_checkpoint_of_another_config_is_an_error_not_corrupt(tmp_path):
+  """A readable checkpoint whose params differ in shape from the config's model (a changed width or
+  prng_impl) raises CheckpointError naming the leaf and the fix, and stays where it is."""
+  wd = str(tmp_path)
+  cfg = toy_config(**{"train.num_steps": 4, "train.sample_every": 0})
+  main.run(cfg, wd, "train")
+  wider = toy_config(**{"train.num_steps": 8, "train.sample_every": 0,
+                        "data.channels": 4 - cfg.data.channels})   # a first conv of another shape
+  method = config_check.validate(wider)
+  with pytest.raises(checkpoint.CheckpointError,
+                     match=r"Checkpoint 4 .* different model or config: .*saved \(.*this config .*new --workdir"):
+    train.restore_or_init(method, wider, parallel.create_mesh(wider.mesh), wd)
+  assert checkpoint.Checkpointer(wd).all_steps() == [4]
+  assert not (tmp_path / "checkpoints_corrupt").exists()
+
+
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
   wd = str(tmp_path)
   cfg = toy_config(**{"train.num_steps": 20, "train.ckpt_every": 2, "model.nan_after": 5,
