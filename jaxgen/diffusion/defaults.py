@@ -30,6 +30,8 @@ def diffusion_base_config() -> ml_collections.ConfigDict:
   c.optim.lr = 2e-4
   c.optim.warmup_steps = 5000
   c.optim.grad_clip = 1.0
+  c.optim.schedule = "constant"             # after the warm-up (jaxgen.optim): constant | cosine | linear
+  c.optim.final_lr_frac = 0.0               # cosine / linear: the last step's lr as a fraction of lr
 
   c.diffusion = ml_collections.ConfigDict()
   c.diffusion.schedule = "linear"           # linear (DDPM) | cosine (improved DDPM)
