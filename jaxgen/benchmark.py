@@ -40,7 +40,7 @@ def synthetic_batch(example: dict, num_classes: int, seed: int = 0) -> dict:
   out = {}
   for k, v in example.items():
     v = np.asarray(v)
-    if k == "image":
+    if k == "image" or k.endswith("/image"):   # "<stream>/image" too (CycleGAN's domains)
       out[k] = rng.uniform(-1, 1, v.shape).astype(v.dtype)
     elif k == "label":
       out[k] = rng.integers(0, max(num_classes, 1), v.shape).astype(v.dtype)

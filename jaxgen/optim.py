@@ -11,6 +11,9 @@ Config keys (all optional except `lr`, which lbfgs does not need):
                   warm-up.
   warmup_steps    linear warm-up from 0 to lr over this many steps (default 0); < num_steps.
   final_lr_frac   cosine / linear: the lr at the last step as a fraction of lr, in [0, 1] (default 0).
+  hold_frac       cosine / linear / exponential: the fraction of the steps after the warm-up held at
+                  lr before the decay starts, in [0, 1) (default 0). CycleGAN: schedule='linear',
+                  hold_frac=0.5 (constant for the first half, then linearly to 0).
   decay_rate      exponential: the lr's factor per step, in [0, 1] (default 1; PixelCNN++ 0.999995).
   b1, b2, eps     adam / adamw moment decays and denominator epsilon (0.9, 0.999, 1e-8).
   weight_decay    >= 0 (default 0). adamw: decoupled, update = -lr * (adam_dir + wd * p).
@@ -77,8 +80,8 @@ SCHEDULES = ("constant", "cosine", "linear", "exponential")
 NO_DECAY_ON_BIAS_AND_NORM = (r"(bias|scale|embedding_norm)$"
                              r"|(^|/)(LayerNorm|GroupNorm|BatchNorm|RMSNorm)[^/]*/")
 
-_KEYS = ("name", "lr", "schedule", "warmup_steps", "final_lr_frac", "decay_rate", "b1", "b2", "eps",
-         "weight_decay", "momentum", "nesterov", "trust_coefficient", "memory_size", "grad_clip",
+_KEYS = ("name", "lr", "schedule", "warmup_steps", "final_lr_frac", "hold_frac", "decay_rate", "b1",
+         "b2", "eps", "weight_decay", "momentum", "nesterov", "trust_coefficient", "memory_size", "grad_clip",
          "exclude_bias_and_norm", "rules")
 _RULE_KEYS = ("pattern", "lr_mult", "weight_decay", "frozen")
 _FROZEN = "frozen"
@@ -182,6 +185,11 @@ def _validate_schedule(cfg, num_steps: int, where: str) -> None:
           fix="it is the last step's lr as a fraction of lr, e.g. 0.0 or 0.01")
   _number(cfg, "decay_rate", where, 1.0, lo=0.0, hi=1.0,
           fix="exponential: the lr's factor per step, e.g. 0.999995 (PixelCNN++)")
+  hold = _number(cfg, "hold_frac", where, 0.0, lo=0.0, hi=1.0, hi_open=True,
+                 fix="it is the fraction of the steps kept at lr before the decay, e.g. 0.5 (CycleGAN)")
+  if hold and kind == "constant":
+    raise ConfigError(f"{where}.hold_frac={hold!r} has no effect with {where}.schedule='constant'; "
+                      f"use schedule='linear' (CycleGAN), 'cosine' or 'exponential', or hold_frac=0.")
   if lr is None and (warmup or kind != "constant"):
     raise ConfigError(f"{where}.lr is None (the L-BFGS line search picks the step), so "
                       f"{where}.schedule={kind!r} / warmup_steps={warmup} have no effect; set "
@@ -293,8 +301,8 @@ def validate_optimizer(cfg: ml_collections.ConfigDict, num_steps: int,
 def make_schedule(cfg: ml_collections.ConfigDict, num_steps: int,
                   where: str = "config.optim") -> optax.Schedule:
   """The learning-rate schedule: linear warm-up over cfg.warmup_steps from 0 to cfg.lr, then
-  cfg.schedule (constant | cosine | linear, decaying to lr * final_lr_frac at num_steps, |
-  exponential, lr * cfg.decay_rate ** step).
+  cfg.hold_frac of the remaining steps at cfg.lr, then cfg.schedule (constant | cosine | linear,
+  decaying to lr * final_lr_frac at num_steps, | exponential, lr * cfg.decay_rate ** step).
 
   For lbfgs with lr None this is the constant 1.0: the step the line search starts from.
   """
@@ -305,14 +313,19 @@ def make_schedule(cfg: ml_collections.ConfigDict, num_steps: int,
   warmup = cfg.get("warmup_steps", 0)
   kind = cfg.get("schedule", "constant")
   frac = cfg.get("final_lr_frac", 0.0)
+  # hold_frac: constant at lr for the first `hold` steps after the warm-up, then the decay over the rest.
+  hold = int(round(cfg.get("hold_frac", 0.0) * max(num_steps - warmup, 0)))
+  decay_steps = max(num_steps - warmup - hold, 1)
   if kind == "constant":
     main = optax.constant_schedule(lr)
   elif kind == "cosine":
-    main = optax.cosine_decay_schedule(lr, max(num_steps - warmup, 1), alpha=frac)
+    main = optax.cosine_decay_schedule(lr, decay_steps, alpha=frac)
   elif kind == "exponential":   # lr * decay_rate ** step (PixelCNN++: 0.999995 per step)
     main = optax.exponential_decay(lr, transition_steps=1, decay_rate=cfg.get("decay_rate", 1.0))
   else:
-    main = optax.linear_schedule(lr, lr * frac, max(num_steps - warmup, 1))
+    main = optax.linear_schedule(lr, lr * frac, decay_steps)
+  if hold:
+    main = optax.join_schedules([optax.constant_schedule(lr), main], [hold])
   if warmup:
     return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), main], [warmup])
   return main

@@ -8,6 +8,7 @@ from jaxgen.methods.base import Method
 METHODS: dict[str, str] = {
     "vae": "jaxgen.methods.vae:VAE",
     "gan": "jaxgen.methods.gan:GAN",
+    "cyclegan": "jaxgen.methods.cyclegan:CycleGAN",
     "ddpm": "jaxgen.methods.diffusion:Diffusion",
     "noisy_classifier": "jaxgen.methods.diffusion:NoisyClassifier",
     "autoregressive": "jaxgen.methods.autoregressive:Autoregressive",

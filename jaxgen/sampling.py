@@ -17,6 +17,12 @@ from jaxgen.errors import ConfigError
 from jaxgen.methods.base import Method
 from jaxgen.state import TrainState
 
+# A method's `sample` may return a dict instead of the images: "image" (the samples, float32 [num, H,
+# W, C]) plus GRID_TILES, float32 [num, k, H, W, C] in [-1, 1], the k tiles its grid shows for each
+# row (e.g. CycleGAN: input, translation and reconstruction, both ways). The tiles reach the host
+# beside the conditioning (key GRID_TILES, saved in sample mode's .npz as "cond_grid_tiles").
+GRID_TILES = "grid_tiles"
+
 
 @functools.lru_cache(maxsize=None)
 def make_sampler(method: Method, mesh, num: int):
@@ -61,8 +67,9 @@ def cond_batches(method: Method, config, batch_size: int, mesh) -> Iterator[Opti
 
 def generate_batches(method: Method, config, state: TrainState, mesh, num: int, batch_size: int,
                      rng: jax.Array, start: int = 0) -> Iterator[tuple[np.ndarray, Optional[dict]]]:
-  """Yields (samples float32 [<=batch_size, H, W, C] in [-1, 1], their conditioning as host numpy
-  or None), `num` samples in all, on the host of every process. The sampler compiles once (fixed
+  """Yields (samples float32 [<=batch_size, H, W, C] in [-1, 1], their conditioning (and the
+  sampler's GRID_TILES, if it returns them) as host numpy or None), `num` samples in all, on the
+  host of every process. The sampler compiles once (fixed
   batch); the last batch is cut to size. Batch i uses key fold_in(rng, i), so `start` > 0 resumes
   a run at its batch `start` with the same samples. Logs images/s and an ETA."""
   sample_fn = make_sampler(method, mesh, batch_size)
@@ -74,8 +81,15 @@ def generate_batches(method: Method, config, state: TrainState, mesh, num: int, 
   for i in range(start, num_batches):
     cond = next(conds)
     keep = num - i * batch_size
-    out = to_host(sample_fn(state, jax.random.fold_in(rng, i), cond))[:keep]
+    out = sample_fn(state, jax.random.fold_in(rng, i), cond)
+    views = {}
+    if isinstance(out, dict):   # {"image": samples, GRID_TILES: ...}
+      views = {k: to_host(v)[:keep] for k, v in out.items() if k != "image"}
+      out = out["image"]
+    out = to_host(out)[:keep]
     host_cond = None if cond is None else {k: to_host(v)[:keep] for k, v in cond.items()}
+    if views:
+      host_cond = {**(host_cond or {}), **views}
     yield out, host_cond
     rate.update(min(num, (i + 1) * batch_size))
 
@@ -101,9 +115,16 @@ def grid_inputs(cond: Optional[dict], samples: np.ndarray) -> list[np.ndarray]:
 
 
 def save_grid(path: str, samples: np.ndarray, cond: Optional[dict]) -> np.ndarray:
-  """Writes a PNG grid of samples ((input, output) pairs when the conditioning has images)."""
+  """Writes a PNG grid of samples ((input, output) pairs when the conditioning has images; the
+  sampler's own tiles per row when it returned GRID_TILES)."""
+  tiles = (cond or {}).get(GRID_TILES)
   inputs = grid_inputs(cond, samples)
-  grid = images.make_pair_grid(inputs, samples) if inputs else images.make_grid(samples)
+  if tiles is not None:
+    grid = images.make_pair_grid([tiles[:, j] for j in range(tiles.shape[1] - 1)], tiles[:, -1])
+  elif inputs:
+    grid = images.make_pair_grid(inputs, samples)
+  else:
+    grid = images.make_grid(samples)
   if jax.process_index() == 0:
     images.save_png(path, grid)
   return grid

@@ -5,6 +5,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxgen.nn.linear import bias_add
+
 _DN = ("NHWC", "HWIO", "NHWC")
 
 
@@ -53,4 +55,61 @@ class ConvTranspose2x(nn.Module):
     y = conv_transpose_4x4_s2(x.astype(self.dtype), kernel.astype(self.dtype))
     if self.use_bias:
       y = y + self.param("bias", self.bias_init, (self.features,), self.param_dtype).astype(self.dtype)
+    return y
+
+
+# Kernel rows (columns) feeding the even and odd output rows (columns) of a 3x3, stride-2 transposed
+# convolution with padding 1 and output_padding 1: out[2m] = x[m] k[1], out[2m+1] = x[m] k[2] +
+# x[m+1] k[0] (x[H] = 0).
+_TAPS_3X3 = ((1,), (2, 0))
+
+
+def conv_transpose_3x3_s2(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """PyTorch's `ConvTranspose2d(kernel_size=3, stride=2, padding=1, output_padding=1)` (the
+  up-sampling layer of the CycleGAN / fast-style-transfer ResNet generators): exactly doubles H, W.
+
+  Torch's definition is out[2i - 1 + k] += x[i] * w[k] per axis. Computed sub-pixel style: each of
+  the 4 output phases is a VALID convolution of the input (one zero row / column appended) with the
+  1 or 2 taps that reach it, 9 multiply-adds per input pixel and output channel where the
+  input-dilated convolution XLA otherwise runs does 36, mostly on inserted zeros.
+
+  Args:
+    x: [B, H, W, C_in].
+    kernel: [3, 3, C_in, C_out], kernel[ky, kx] = torch_weight[:, :, ky, kx] (torch's weight is
+      [C_in, C_out, 3, 3]; no flip).
+
+  Returns:
+    [B, 2H, 2W, C_out].
+  """
+  b, h, w, _ = x.shape
+  xp = jnp.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0)))
+  rows = []
+  for a in (0, 1):
+    cols = []
+    for c in (0, 1):
+      taps = jnp.stack([jnp.stack([kernel[i, j] for j in _TAPS_3X3[c]]) for i in _TAPS_3X3[a]])
+      cols.append(jax.lax.conv_general_dilated(xp[:, :h + a, :w + c], taps, (1, 1), "VALID",
+                                               dimension_numbers=_DN))
+    rows.append(jnp.stack(cols, axis=3))                 # [B, H, W, 2 (column phase), C_out]
+  return jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, kernel.shape[-1])
+
+
+class ConvTranspose3x3s2(nn.Module):
+  """PyTorch's `ConvTranspose2d(C_in, features, 3, stride=2, padding=1, output_padding=1)` as a Flax
+  module (params "kernel" [3, 3, C_in, features], "bias" [features]), computed with
+  `conv_transpose_3x3_s2`; the bias gradient goes through `jaxgen.nn.linear.bias_add`.
+  [B, H, W, C_in] -> [B, 2H, 2W, features]."""
+  features: int
+  use_bias: bool = True
+  kernel_init: Callable[..., Any] = nn.initializers.lecun_normal()
+  bias_init: Callable[..., Any] = nn.initializers.zeros
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kernel = self.param("kernel", self.kernel_init, (3, 3, x.shape[-1], self.features), self.param_dtype)
+    y = conv_transpose_3x3_s2(x.astype(self.dtype), kernel.astype(self.dtype))
+    if self.use_bias:
+      y = bias_add(y, self.param("bias", self.bias_init, (self.features,), self.param_dtype))
     return y
