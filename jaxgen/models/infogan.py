@@ -16,16 +16,12 @@ import jax
 import jax.numpy as jnp
 
 from jaxgen.gan.heads import concat_condition
+from jaxgen.models.sngan import batch_norm
 from jaxgen.nn.conv import ConvTranspose2x
 from jaxgen.nn.linear import Conv, Dense
 
 _INIT = nn.initializers.normal(stddev=0.02)
 _DOWN_PAD = ((1, 1), (1, 1))   # 4x4 stride 2, TF "SAME" on even sides: exactly halves
-
-
-def _batch_norm(train: bool, dtype, name: str) -> nn.BatchNorm:
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
-                      param_dtype=jnp.float32, name=name)
 
 
 class Generator(nn.Module):
@@ -49,12 +45,12 @@ class Generator(nn.Module):
     s = self.image_size // 4
     # No biases before BatchNorm (it would cancel them).
     x = Dense(self.hidden, use_bias=False, kernel_init=_INIT, dtype=self.dtype, name="fc")(z.astype(self.dtype))
-    x = nn.relu(_batch_norm(train, self.dtype, "fc_bn")(x))
+    x = nn.relu(batch_norm(train, self.dtype, "fc_bn")(x))
     x = Dense(s * s * self.width, use_bias=False, kernel_init=_INIT, dtype=self.dtype, name="project")(x)
-    x = nn.relu(_batch_norm(train, self.dtype, "project_bn")(x))
+    x = nn.relu(batch_norm(train, self.dtype, "project_bn")(x))
     x = x.reshape(z.shape[0], s, s, self.width)
     x = ConvTranspose2x(self.width // 2, use_bias=False, kernel_init=_INIT, dtype=self.dtype, name="up0")(x)
-    x = nn.relu(_batch_norm(train, self.dtype, "up0_bn")(x))
+    x = nn.relu(batch_norm(train, self.dtype, "up0_bn")(x))
     x = ConvTranspose2x(self.channels, kernel_init=_INIT, dtype=self.dtype, name="to_image")(x)
     return jnp.tanh(x.astype(jnp.float32))
 
@@ -79,7 +75,7 @@ class DiscriminatorTrunk(nn.Module):
     x = nn.leaky_relu(x, 0.1)
     x = Conv(2 * self.width, (4, 4), strides=2, padding=_DOWN_PAD, use_bias=False, kernel_init=_INIT,
              dtype=self.dtype, name="conv1")(x)
-    x = nn.leaky_relu(_batch_norm(train, self.dtype, "conv1_bn")(x), 0.1)
+    x = nn.leaky_relu(batch_norm(train, self.dtype, "conv1_bn")(x), 0.1)
     x = Dense(self.hidden, use_bias=False, kernel_init=_INIT, dtype=self.dtype,
               name="fc")(x.reshape(x.shape[0], -1))
-    return nn.leaky_relu(_batch_norm(train, self.dtype, "fc_bn")(x), 0.1)
+    return nn.leaky_relu(batch_norm(train, self.dtype, "fc_bn")(x), 0.1)

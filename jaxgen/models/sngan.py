@@ -24,7 +24,9 @@ from jaxgen.nn.spectral import SNConv
 _INIT = nn.initializers.normal(stddev=0.02)
 
 
-def _batch_norm(train: bool, dtype, name: str) -> nn.BatchNorm:
+def batch_norm(train: bool, dtype, name: str) -> nn.BatchNorm:
+  """BatchNorm of the GAN models here: momentum 0.9 and eps 1e-5 (PyTorch's defaults, as the
+  reference implementations), statistics in float32."""
   return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
                       param_dtype=jnp.float32, name=name)
 
@@ -47,12 +49,12 @@ class Generator(nn.Module):
   def __call__(self, z: jax.Array, train: bool) -> jax.Array:
     mg = self.image_size // 8
     x = Dense(mg * mg * self.width, kernel_init=_INIT, dtype=self.dtype, name="project")(z.astype(self.dtype))
-    x = nn.relu(_batch_norm(train, self.dtype, "project_bn")(x.reshape(z.shape[0], mg, mg, self.width)))
+    x = nn.relu(batch_norm(train, self.dtype, "project_bn")(x.reshape(z.shape[0], mg, mg, self.width)))
     width = self.width
     for i in range(3):
       width //= 2
       x = ConvTranspose2x(width, kernel_init=_INIT, dtype=self.dtype, name=f"up{i}")(x)
-      x = nn.relu(_batch_norm(train, self.dtype, f"up{i}_bn")(x))
+      x = nn.relu(batch_norm(train, self.dtype, f"up{i}_bn")(x))
     x = Conv(self.channels, (3, 3), padding=((1, 1), (1, 1)), kernel_init=_INIT, dtype=self.dtype,
              name="to_image")(x)
     return jnp.tanh(x.astype(jnp.float32))

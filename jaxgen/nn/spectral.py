@@ -57,6 +57,20 @@ def spectral_normalize(module: nn.Module, weight: jax.Array, train: bool, name: 
   return (weight / sigma.astype(weight.dtype)).astype(weight.dtype)
 
 
+def _project(module: nn.Module, x: jax.Array, kernel_shape: tuple[int, ...], train: bool,
+             op: Callable[[jax.Array, jax.Array], jax.Array]) -> jax.Array:
+  """SNDense / SNConv body: the "kernel" param (normalised when module.spectral), op(x, kernel) in
+  the compute dtype, then the "bias"."""
+  kernel = module.param("kernel", module.kernel_init, kernel_shape, module.param_dtype)
+  if module.spectral:
+    kernel = spectral_normalize(module, kernel, train)
+  dtype = module.dtype or jnp.result_type(x, kernel)
+  y = op(x.astype(dtype), kernel.astype(dtype))
+  if module.use_bias:
+    y = bias_add(y, module.param("bias", module.bias_init, (module.features,), module.param_dtype))
+  return y
+
+
 class SNDense(nn.Module):
   """Dense layer (flax layout: kernel [in, out], bias [out]) with a spectrally normalised kernel.
   x [..., in] -> [..., features]. `spectral=False` gives the plain layer (same params, no
@@ -71,14 +85,8 @@ class SNDense(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features), self.param_dtype)
-    if self.spectral:
-      kernel = spectral_normalize(self, kernel, train)
-    dtype = self.dtype or jnp.result_type(x, kernel)
-    y = jax.lax.dot_general(x.astype(dtype), kernel.astype(dtype), (((x.ndim - 1,), (0,)), ((), ())))
-    if self.use_bias:
-      y = bias_add(y, self.param("bias", self.bias_init, (self.features,), self.param_dtype))
-    return y
+    return _project(self, x, (x.shape[-1], self.features), train,
+                    lambda x, k: jax.lax.dot_general(x, k, (((x.ndim - 1,), (0,)), ((), ()))))
 
 
 class SNConv(nn.Module):
@@ -102,15 +110,8 @@ class SNConv(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    kernel = self.param("kernel", self.kernel_init, (*self.kernel_size, x.shape[-1], self.features),
-                        self.param_dtype)
-    if self.spectral:
-      kernel = spectral_normalize(self, kernel, train)
-    dtype = self.dtype or jnp.result_type(x, kernel)
     strides = (self.strides,) * 2 if isinstance(self.strides, int) else tuple(self.strides)
     padding = self.padding if isinstance(self.padding, str) else tuple(map(tuple, self.padding))
-    y = jax.lax.conv_general_dilated(x.astype(dtype), kernel.astype(dtype), strides, padding,
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    if self.use_bias:
-      y = bias_add(y, self.param("bias", self.bias_init, (self.features,), self.param_dtype))
-    return y
+    return _project(self, x, (*self.kernel_size, x.shape[-1], self.features), train,
+                    lambda x, k: jax.lax.conv_general_dilated(
+                        x, k, strides, padding, dimension_numbers=("NHWC", "HWIO", "NHWC")))
