@@ -52,7 +52,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   # Set .workdir to the SRResNet run (its generator initialises this one's on a fresh start).
   c.pretrained.generator.update(dict(path="generator", frozen=False, into="generator"))
 
-  adam = dict(name="adam", lr=1e-4, b1=0.9, b2=0.999)
+  adam = dict(name="adam", lr=1e-4, b1=0.9, b2=0.999, schedule="constant", final_lr_frac=0.0)
   c.optim.generator = ml_collections.ConfigDict(adam)
   c.optim.discriminator = ml_collections.ConfigDict(adam)
   c.train.num_steps = 200_000

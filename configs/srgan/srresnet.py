@@ -80,7 +80,9 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.pretrained.generator = part_defaults()
 
   c.optim = ml_collections.ConfigDict()
-  c.optim.generator = ml_collections.ConfigDict(dict(name="adam", lr=1e-4, b1=0.9, b2=0.999))
+  # Keys spelled out so that the command line can override them (config_flags adds none).
+  c.optim.generator = ml_collections.ConfigDict(dict(name="adam", lr=1e-4, b1=0.9, b2=0.999,
+                                                     schedule="constant", final_lr_frac=0.0))
 
   c.train.batch_size = 16
   c.train.num_steps = 1_000_000
