@@ -391,7 +391,8 @@ def test_constant_then_linear_decay_schedule():
   assert lr(0) == lr(499) == pytest.approx(2e-4)
   np.testing.assert_allclose([lr(500), lr(750), lr(1000)], [2e-4, 1e-4, 0.0], atol=1e-10)
   c = load_config_file(str(CONFIGS / "horse2zebra.py"))
-  assert c.train.num_steps == 200 * 1334 and c.optim.generator.hold_frac == 0.5
+  assert c.train.num_steps == 200 * 1334 // 2 and c.optim.generator.hold_frac == 0.5
+  assert load_config_file(str(CONFIGS / "horse2zebra.py") + ":batch=1").train.num_steps == 200 * 1334
   with pytest.raises(ConfigError, match="hold_frac"):
     optim.validate_optimizer(ml_collections.ConfigDict(dict(lr=1e-3, hold_frac=0.5)), 10)
 
@@ -399,14 +400,14 @@ def test_constant_then_linear_decay_schedule():
 def test_configs_follow_the_paper():
   c = load_config_file(str(CONFIGS / "horse2zebra.py"))
   assert (c.data.name, c.data.image_size, c.data.random_crop, c.train.batch_size) == (
-      "cycle_gan/horse2zebra", 286, 256, 1)
+      "cycle_gan/horse2zebra", 286, 256, 2)
   assert c.data.streams.a.train_split == "trainA" and c.data.streams.b.eval_split == "testB"
   m = CycleGAN(c)
   assert m.generator.num_blocks == 9 and m.discriminator.num_layers == 3
   assert (c.cyclegan.lambda_cycle, c.cyclegan.lambda_identity, c.cyclegan.pool_size) == (10, 0.5, 50)
   assert CycleGAN(load_config_file(str(CONFIGS / "horse2zebra.py") + ":size=128")).generator.num_blocks == 6
   other = load_config_file(str(CONFIGS / "horse2zebra.py") + ":pair=monet2photo")
-  assert other.data.name == "cycle_gan/monet2photo" and other.train.num_steps == 200 * 6287
+  assert other.data.name == "cycle_gan/monet2photo" and other.train.num_steps == 200 * 6287 // 2
   with pytest.raises(ConfigError, match="pair="):
     load_config_file(str(CONFIGS / "horse2zebra.py") + ":pair=cats2dogs")
 
