@@ -382,6 +382,8 @@ def test_paper_hyper_parameters_in_configs():
   assert (info.gan.info.categorical, info.gan.info.continuous, info.model.z_dim,
           info.optim.generator.lr, info.optim.discriminator.lr) == (10, 2, 62, 1e-3, 2e-4)
   assert load_config_file(str(REPO / "configs/gan/vanilla_mnist.py") + ":loss=minimax").gan.loss == "minimax"
+  sgd = load_config_file(str(REPO / "configs/gan/vanilla_mnist.py") + ":optim=sgd").optim.discriminator
+  assert (sgd.name, sgd.lr, sgd.momentum, sgd.decay_rate) == ("sgd", 0.1, 0.5, 1 / 1.000004)
   assert load_config_file(str(REPO / "configs/gan/cgan_mnist.py") + ":cond_d=projection").gan.cond_d == "projection"
 
 

@@ -5,7 +5,11 @@ Run (the paper recommends the non-saturating G loss in practice; `loss=minimax` 
   python -m jaxgen.main --config=configs/gan/vanilla_mnist.py:loss=minimax --workdir=/tmp/gan_mm --mode=train
   python -m jaxgen.main --config=configs/gan/vanilla_mnist.py --workdir=/tmp/gan_mnist --mode=sample
 Smoke test (seconds on a CPU): --config=configs/gan/vanilla_mnist.py:tiny (also `:tiny,loss=minimax`).
-Arguments: loss (non_saturating | minimax | any LOSSES name), d_steps (the paper's k; it used 1).
+Arguments: loss (non_saturating | minimax | any LOSSES name), d_steps (the paper's k; it used 1),
+optim (adam: Adam 2e-4 / beta1 0.5 for both players, the default; sgd: the paper's schedule below).
+The paper's SGD (lr 0.1) diverged here within 20 steps (inf loss) with these players' LeCun-normal
+initialisation (pylearn2 drew D's weights from U(-0.005, 0.005)), so the default is Adam; with it,
+tests/test_gan_learning.py measures the losses and samples moving.
 
 Paper (the released pylearn2 mnist.yaml): G z (100, uniform) -> 1200 ReLU -> 1200 ReLU -> 784
 sigmoid (tanh here: images in [-1, 1]); D maxout 240 x 5 pieces -> maxout 240 x 5 -> sigmoid, dropout
@@ -23,11 +27,12 @@ Data: TFDS "mnist", prepared offline first (../shared/datasets/README.md); point
 import ml_collections
 
 from jaxgen.configs import base_config, parse_arg
+from jaxgen.errors import ConfigError
 from jaxgen.methods.gan import gan_defaults
 
 
 def get_config(arg=None) -> ml_collections.ConfigDict:
-  args = parse_arg(arg, tiny=False, loss="non_saturating", d_steps=1)
+  args = parse_arg(arg, tiny=False, loss="non_saturating", d_steps=1, optim="adam")
   c = base_config()
   c.method = "gan"
 
@@ -52,10 +57,13 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
 
   c.gan = gan_defaults(loss=args.loss, d_steps=args.d_steps)
 
+  if args.optim not in ("adam", "sgd"):
+    raise ConfigError(f"config arg optim={args.optim!r}; use 'adam' (default) or 'sgd' (the paper's).")
   sgd = dict(name="sgd", lr=0.1, momentum=0.5, schedule="exponential", decay_rate=1 / 1.000004)
+  adam = dict(name="adam", lr=2e-4, b1=0.5, b2=0.999)
   c.optim = ml_collections.ConfigDict()
-  c.optim.generator = ml_collections.ConfigDict(dict(sgd))
-  c.optim.discriminator = ml_collections.ConfigDict(dict(sgd))
+  c.optim.generator = ml_collections.ConfigDict(dict(sgd if args.optim == "sgd" else adam))
+  c.optim.discriminator = ml_collections.ConfigDict(dict(sgd if args.optim == "sgd" else adam))
 
   c.train.batch_size = 100 * args.d_steps   # each D step takes its own 100 rows
   c.train.num_steps = 100_000
