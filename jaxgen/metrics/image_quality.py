@@ -87,22 +87,29 @@ def bicubic_upsample(low_res: jax.Array, factor: int) -> jax.Array:
 LPIPS_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
 
 
+def lpips_features(vgg_params: dict, images: jax.Array) -> dict:
+  """VGG-16 relu1_2 .. relu5_3 of images [B, H, W, 3] in [-1, 1], unit-normalised over channels
+  (+1e-10), float32: LPIPS's per-image half, computed once per image set."""
+  feats = vgg.VGG16(outputs=LPIPS_LAYERS).apply({"params": vgg_params}, images)
+  out = {}
+  for name in LPIPS_LAYERS:
+    x = feats[name].astype(jnp.float32)
+    out[name] = x / (jnp.sqrt(jnp.sum(x * x, axis=-1, keepdims=True)) + 1e-10)
+  return out
+
+
+def lpips_distance(linear: list, fa: dict, fb: dict) -> jax.Array:
+  """LPIPS from two `lpips_features` -> [B]: per layer, the squared difference weighted by the
+  linear weights [C] (channel sum), averaged over positions; summed over the layers."""
+  return sum(jnp.mean(jnp.square(fa[n] - fb[n]) @ jnp.asarray(w, jnp.float32), axis=(1, 2))
+             for n, w in zip(LPIPS_LAYERS, linear))
+
+
 def lpips(vgg_params: dict, linear: list, a: jax.Array, b: jax.Array) -> jax.Array:
   """LPIPS v0.1 with VGG-16 (Zhang et al. 2018) of images float [B, H, W, 3] in [-1, 1] -> [B].
-
-  For each of relu1_2 .. relu5_3: features unit-normalised over channels (+1e-10), squared
-  difference, weighted by the layer's linear weights [C] (channel sum), averaged over positions;
-  summed over the layers. LPIPS's input scaling ((x - shift) / scale on [-1, 1]) is torchvision's
-  ImageNet normalisation, which jaxgen.models.vgg applies."""
-  net = vgg.VGG16(outputs=LPIPS_LAYERS)
-  fa, fb = net.apply({"params": vgg_params}, a), net.apply({"params": vgg_params}, b)
-  total = 0.0
-  for name, w in zip(LPIPS_LAYERS, linear):
-    x, y = fa[name].astype(jnp.float32), fb[name].astype(jnp.float32)
-    x = x / (jnp.sqrt(jnp.sum(x * x, axis=-1, keepdims=True)) + 1e-10)
-    y = y / (jnp.sqrt(jnp.sum(y * y, axis=-1, keepdims=True)) + 1e-10)
-    total = total + jnp.mean(jnp.square(x - y) @ jnp.asarray(w, jnp.float32), axis=(1, 2))
-  return total
+  LPIPS's input scaling ((x - shift) / scale on [-1, 1]) is torchvision's ImageNet normalisation,
+  which jaxgen.models.vgg applies."""
+  return lpips_distance(linear, lpips_features(vgg_params, a), lpips_features(vgg_params, b))
 
 
 def sr_metrics(sr: jax.Array, hr: jax.Array, low_res: jax.Array, factor: int) -> dict:
@@ -159,8 +166,11 @@ class PSNRSSIM(evaluators.Evaluator):
     def metrics(sr, hr, low, weights):
       out = sr_metrics(sr, hr, low, factor)
       if use_lpips:
-        out["lpips"] = lpips(*weights, sr, hr)
-        out["bicubic_lpips"] = lpips(*weights, bicubic_upsample(low, factor), hr)
+        trunk, linear = weights
+        f_hr = lpips_features(trunk, hr)   # once for both comparisons
+        out["lpips"] = lpips_distance(linear, lpips_features(trunk, sr), f_hr)
+        out["bicubic_lpips"] = lpips_distance(
+            linear, lpips_features(trunk, bicubic_upsample(low, factor)), f_hr)
       return out
 
     metrics_fn = jax.jit(metrics)
