@@ -1,10 +1,11 @@
 """`--mode benchmark`: training-step throughput of any config, on synthetic batches of the right shapes.
 
-Reports AOT compile time, median step time over timed steps after warm-up, images/s (total and per
-device), FLOPs per step from XLA's cost analysis, MFU against the device's peak where known, and peak
-memory where the backend reports it. No data is read, so this needs no dataset (and no TensorFlow).
-With config.benchmark.sample_batch > 0 it also times the method's sampler as configured (e.g. 50-step
-DDIM with `configs/diffusion/ddim_cifar10.py:50`): compile time and images/s of one sampling call.
+Reports AOT compile time, median step time (wall and CPU) over timed steps after warm-up, images/s
+(total and per device), FLOPs per step from XLA's cost analysis, MFU against the device's peak where
+known, and peak memory where the backend reports it. No data is read, so this needs no dataset (and
+no TensorFlow). With config.benchmark.sample_batch > 0 it also times the method's sampler as
+configured (e.g. 50-step DDIM with `configs/diffusion/ddim_cifar10.py:50`): compile time and
+images/s of one sampling call.
 """
 import json
 import os
@@ -80,13 +81,14 @@ def benchmark(config: ml_collections.ConfigDict) -> dict:
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   flops = float(cost.get("flops", 0.0)) if cost else 0.0   # per device (the SPMD program)
 
-  times = []
+  times, cpu_times = [], []
   for i in range(bc.warmup_steps + bc.steps):
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     state, metrics = compiled(state, batch)
     jax.block_until_ready((state, metrics))
     if i >= bc.warmup_steps:
       times.append(time.perf_counter() - t)
+      cpu_times.append(time.process_time() - c)
   step_s = statistics.median(times)
   n_dev = jax.device_count()
   sample_figures = {}
@@ -118,6 +120,10 @@ def benchmark(config: ml_collections.ConfigDict) -> dict:
       "compile_s": t2 - t1,
       "step_s_median": step_s,
       "step_s_all": times,
+      # CPU seconds of this process per step (all its threads): on a shared CPU host the wall time
+      # depends on the other jobs' load, this much less (compare it at equal thread counts, e.g.
+      # under `taskset -c 0`).
+      "step_cpu_s_median": statistics.median(cpu_times),
       "images_per_s": batch_size / step_s,
       "images_per_s_per_device": batch_size / step_s / n_dev,
       "flops_per_step_per_device": flops,
@@ -158,6 +164,7 @@ def format_table(result: dict) -> str:
           ("compute dtype", result["compute_dtype"]),
           ("compile (AOT)", f"{result['compile_s']:.2f} s (+ {result['trace_lower_s']:.2f} s trace/lower)"),
           ("step time (median)", f"{result['step_s_median'] * 1e3:.1f} ms"),
+          ("step CPU time (median)", f"{result['step_cpu_s_median'] * 1e3:.1f} ms (all threads)"),
           ("images/s", f"{result['images_per_s']:.2f}"),
           ("images/s/device", f"{result['images_per_s_per_device']:.2f}"),
           ("GFLOPs/step/device", f"{result['flops_per_step_per_device'] / 1e9:.2f}"),

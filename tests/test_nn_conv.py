@@ -11,10 +11,11 @@ from jaxgen.nn.linear import Conv, Dense, sum_rows
 
 @pytest.mark.parametrize("padding", ["SAME", ((2, 2), (2, 2))])
 @pytest.mark.parametrize("shape", [(2, 4, 4, 8), (3, 5, 7, 3)])
-def test_conv_transpose_2x_equals_flax(shape, padding):
+@pytest.mark.parametrize("features", [6, 24])   # the GEMM path (<= 16 channels) and the sub-pixel one
+def test_conv_transpose_2x_equals_flax(shape, padding, features):
   x = jax.random.normal(jax.random.PRNGKey(0), shape)
-  ref_layer = nn.ConvTranspose(6, (4, 4), strides=(2, 2), padding=padding)
-  ours = ConvTranspose2x(6)
+  ref_layer = nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding=padding)
+  ours = ConvTranspose2x(features)
   params = ours.init(jax.random.PRNGKey(1), x)
   ref_params = ref_layer.init(jax.random.PRNGKey(1), x)
   # Same parameter tree and the same initial values (drop-in for existing checkpoints and configs).
@@ -22,7 +23,7 @@ def test_conv_transpose_2x_equals_flax(shape, padding):
   np.testing.assert_array_equal(params["params"]["kernel"], ref_params["params"]["kernel"])
   params = jax.tree.map(lambda p: p + 0.1 * jax.random.normal(jax.random.PRNGKey(2), p.shape), params)
   y, y_ref = ours.apply(params, x), ref_layer.apply(params, x)
-  assert y.shape == (shape[0], 2 * shape[1], 2 * shape[2], 6)
+  assert y.shape == (shape[0], 2 * shape[1], 2 * shape[2], features)
   np.testing.assert_allclose(y, y_ref, atol=1e-5 * float(jnp.max(jnp.abs(y_ref))))
   w = jax.random.normal(jax.random.PRNGKey(3), y.shape)
   g = jax.grad(lambda p, x: jnp.sum(ours.apply(p, x) * w), (0, 1))(params, x)
