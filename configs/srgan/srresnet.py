@@ -9,6 +9,11 @@ the Y channel with a 4-pixel border removed): Set5 32.05 / 0.9019, Set14 28.49 /
 the same measures on the eval split, the model's and bicubic's side by side (the `psnr_ssim`
 evaluator).
 
+Measured here (2-core CPU, cifar10 below with a small model: --config.model.features=16
+--config.model.num_blocks=2 --config.optim.generator.lr=4e-3 --config.optim.generator.schedule=linear
+--config.train.num_steps=3000, about 4 min): on 1000 CIFAR-10 test images (32x32 HR, 8x8 LR) Y-PSNR
+23.20 dB / SSIM 0.658 / LPIPS 0.310 against bicubic's 22.23 / 0.578 / 0.319.
+
 ARG (`--config=configs/srgan/srresnet.py:ARG`): the dataset first, then keywords, e.g.
 `imagenet`, `folder,path=/data/div2k`, `tiny`:
   cifar10 (default)  CPU-sized: the CIFAR-10 JPEG folder, whole 32x32 images as HR (random flips),
@@ -95,7 +100,8 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.eval.evaluators = ("psnr_ssim",)
   c.eval.lpips = True                 # LPIPS (VGG, v0.1) beside PSNR / SSIM: perceptual distance
   if args.dataset == "cifar10":
-    # CPU-sized: about 0.25 s a step on 2 cores; 20k steps is a long afternoon.
+    # CPU-sized: about 0.4 s a step (batch 16, the paper's 64 features and 16 blocks) on an idle
+    # 2-core CPU, so 20k steps take about 2 hours.
     c.train.num_steps = 20_000
     c.train.sample_every = 2000
     c.train.ckpt_every = 2000
