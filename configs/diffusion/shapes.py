@@ -6,11 +6,13 @@ Needs no files and no network, so it runs on any fresh machine (the README's fir
 Smoke test (seconds): --config=configs/diffusion/shapes.py:tiny
 
 Class-conditional (10 classes = shape x colour, see jaxgen/data/shapes.py) eps-prediction DDPM at
-32x32 with a small U-Net, 10 % label dropout for classifier-free guidance, sampled with 50-step DDIM
-at guidance scale 2. No paper number: the target is that sample grids (workdir/samples/) show the
-right colour and shape for each class (labels cycle 0..9 through the grid, so red and blue
-alternate) by the end of the run: about 15 minutes on a 2-core CPU, where step 1200 gives clean
-red/blue shapes on plain backgrounds (shape outlines still rough).
+32x32 with a small U-Net, 10 % label dropout for classifier-free guidance, Min-SNR-5 loss weights,
+cosine lr decay and a warmed-up EMA, sampled with 50-step DDIM at guidance scale 3. No paper number:
+the target is that each sample shows its label's shape and colour, judged by a CNN trained on real
+shapes (`--mode eval` runs the shapes_agreement evaluator and FID against the test split). Measured
+(2000 steps, 200 judged samples): shape agreement 0.78, colour 1.00 (the previous settings, 1200
+steps of constant lr / EMA 0.995 / no Min-SNR, gave 0.18 / 0.72 at step 800). About 2000 x 0.39 s of
+training steps on a 2-core CPU (~13 min) plus the periodic sample grids.
 """
 import ml_collections
 
@@ -35,22 +37,30 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
 
   c.diffusion.class_conditional = True
   c.diffusion.label_dropout = 0.1
+  # Min-SNR-5 weights (Hang et al. 2023): the nearly clean steps, which eps-prediction weights by up to
+  # ~1e4 in x0 terms, stop dominating, and the shape (decided at high noise) is learnt sooner.
+  c.diffusion.min_snr_gamma = 5.0
 
   c.optim.lr = 1e-3
   c.optim.warmup_steps = 100
+  c.optim.schedule = "cosine"         # to 0.1 x lr: the last few hundred steps sharpen the outlines
+  c.optim.final_lr_frac = 0.1
 
   c.train.batch_size = 32
-  c.train.num_steps = 1200
+  c.train.num_steps = 2000
   c.train.log_every = 50
-  c.train.sample_every = 400
+  c.train.sample_every = 500
   c.train.num_samples = 50
-  c.train.ckpt_every = 400
-  c.train.ema_decay = 0.995
+  c.train.ckpt_every = 500
+  # EMA with warm-up, min(0.999, (1 + n) / (10 + n)): a constant 0.995 still holds 13 % of the random
+  # init at step 400 (its samples were pure noise there while the raw params' were not).
+  c.train.ema_decay = 0.999
+  c.train.ema_schedule = "warmup"
 
   c.sample.sampler = "ddim"
   c.sample.steps = 50
   c.sample.eta = 0.0
-  c.sample.guidance_scale = 2.0
+  c.sample.guidance_scale = 3.0
 
   c.eval.batch_size = 100
   c.eval.num_examples = 1000
