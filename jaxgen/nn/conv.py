@@ -1,5 +1,5 @@
 """Convolutions shared by several families."""
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import flax.linen as nn
 import jax
@@ -70,25 +70,35 @@ def _conv_transpose_4x4_s2_gemm(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, c_out)
 
 
-class ConvTranspose2x(nn.Module):
-  """Drop-in for `nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding="SAME")` (or
-  ((2, 2), (2, 2))): same parameter names, shapes and initialisation order, computed with
-  `conv_transpose_4x4_s2`; the bias gradient goes through `jaxgen.nn.linear.bias_add`.
-  [B, H, W, C_in] -> [B, 2H, 2W, features]."""
+class _SubPixelTranspose(nn.Module):
+  """A stride-2 transposed convolution with a `size` x `size` kernel (params "kernel" [size, size,
+  C_in, features], "bias" [features]) computed by the subclass's `transpose` function; the bias
+  gradient goes through `jaxgen.nn.linear.bias_add`. [B, H, W, C_in] -> [B, 2H, 2W, features]."""
   features: int
   use_bias: bool = True
   kernel_init: Callable[..., Any] = nn.initializers.lecun_normal()
   bias_init: Callable[..., Any] = nn.initializers.zeros
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
+  size: ClassVar[int]
+  transpose: ClassVar[Callable[[jax.Array, jax.Array], jax.Array]]
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    kernel = self.param("kernel", self.kernel_init, (4, 4, x.shape[-1], self.features), self.param_dtype)
-    y = conv_transpose_4x4_s2(x.astype(self.dtype), kernel.astype(self.dtype))
+    kernel = self.param("kernel", self.kernel_init, (self.size, self.size, x.shape[-1], self.features),
+                        self.param_dtype)
+    y = type(self).transpose(x.astype(self.dtype), kernel.astype(self.dtype))
     if self.use_bias:
       y = bias_add(y, self.param("bias", self.bias_init, (self.features,), self.param_dtype))
     return y
+
+
+class ConvTranspose2x(_SubPixelTranspose):
+  """Drop-in for `nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding="SAME")` (or
+  ((2, 2), (2, 2))): same parameter names, shapes and initialisation order, computed with
+  `conv_transpose_4x4_s2`. [B, H, W, C_in] -> [B, 2H, 2W, features]."""
+  size = 4
+  transpose = staticmethod(conv_transpose_4x4_s2)
 
 
 # Kernel rows (columns) feeding the even and odd output rows (columns) of a 3x3, stride-2 transposed
@@ -127,22 +137,8 @@ def conv_transpose_3x3_s2(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, kernel.shape[-1])
 
 
-class ConvTranspose3x3s2(nn.Module):
+class ConvTranspose3x3s2(_SubPixelTranspose):
   """PyTorch's `ConvTranspose2d(C_in, features, 3, stride=2, padding=1, output_padding=1)` as a Flax
-  module (params "kernel" [3, 3, C_in, features], "bias" [features]), computed with
-  `conv_transpose_3x3_s2`; the bias gradient goes through `jaxgen.nn.linear.bias_add`.
-  [B, H, W, C_in] -> [B, 2H, 2W, features]."""
-  features: int
-  use_bias: bool = True
-  kernel_init: Callable[..., Any] = nn.initializers.lecun_normal()
-  bias_init: Callable[..., Any] = nn.initializers.zeros
-  dtype: Any = jnp.float32
-  param_dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    kernel = self.param("kernel", self.kernel_init, (3, 3, x.shape[-1], self.features), self.param_dtype)
-    y = conv_transpose_3x3_s2(x.astype(self.dtype), kernel.astype(self.dtype))
-    if self.use_bias:
-      y = bias_add(y, self.param("bias", self.bias_init, (self.features,), self.param_dtype))
-    return y
+  module, computed with `conv_transpose_3x3_s2`. [B, H, W, C_in] -> [B, 2H, 2W, features]."""
+  size = 3
+  transpose = staticmethod(conv_transpose_3x3_s2)
