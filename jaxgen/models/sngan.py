@@ -19,15 +19,17 @@ import jax.numpy as jnp
 from jaxgen.gan.heads import concat_condition
 from jaxgen.nn.conv import ConvTranspose2x
 from jaxgen.nn.linear import Conv, Dense
+from jaxgen.nn.norm import BatchNorm
 from jaxgen.nn.spectral import SNConv
 
 _INIT = nn.initializers.normal(stddev=0.02)
 
 
-def batch_norm(train: bool, dtype, name: str) -> nn.BatchNorm:
+def batch_norm(train: bool, dtype, name: str) -> BatchNorm:
   """BatchNorm of the GAN models here: momentum 0.9 and eps 1e-5 (PyTorch's defaults, as the
-  reference implementations), statistics in float32."""
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
+  reference implementations), statistics in float32; jaxgen.nn.norm's (flax's params and
+  batch_stats, reductions as matrix-vector products)."""
+  return BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
                       param_dtype=jnp.float32, name=name)
 
 
