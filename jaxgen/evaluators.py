@@ -11,12 +11,14 @@ no other), built with the run config:
 `Context` gives what whole-set metrics need: the method, the state (frozen parts included) and the
 mesh, `ctx.generate(num)` (samples drawn sharded by the compiled sampler, with their conditioning,
 on the host), `ctx.eval_batches(split)` (one pass over a split, per-process rows, with "mask") and
-`ctx.key(name)` (a key of its own per evaluator). Retrieval, zero-shot accuracy, linear probes and
+`ctx.key(name)` (a key of its own per evaluator), and `ctx.embed(fn, split)` (one sharded pass of a
+feature function over a split: what probes, kNN, zero-shot and retrieval read). Retrieval, zero-shot accuracy, linear probes and
 PSNR / SSIM are evaluators; so is the shapes judge of the default main job.
 """
 import dataclasses
 import importlib
-from typing import Any, Iterator, Optional
+import functools
+from typing import Any, Callable, Iterator, Optional
 
 import jax
 import ml_collections
@@ -66,6 +68,36 @@ class Context:
     from jaxgen import data  # pylint: disable=g-import-not-at-top
     return data.eval_iterator(self.config.data, global_batch_size=self.config.eval.batch_size,
                               split=split, num_examples=self.config.eval.num_examples)
+
+
+  def embed(self, fn: Callable[[Any, dict], jax.Array], split: Optional[str] = None,
+            keep: tuple[str, ...] = ("label", "caption_tokens")) -> tuple[np.ndarray, dict]:
+    """One pass of `fn(state, batch) -> [B, D]` (e.g. a method's image or text embedding) over the
+    eval split `split` (default data.eval_split), jitted once with the batch sharded over the
+    mesh's batch axes like a train step. Returns (float32 [N, D] features of the real rows, in the
+    split's order, on every process; {k: numpy [N, ...]} of the rows' fields named in `keep` that
+    the split has). `fn` must be a stable callable (a bound method or module-level function) so the
+    compiled function is reused."""
+    from jaxgen import parallel  # pylint: disable=g-import-not-at-top
+    from jaxgen.sampling import to_host  # pylint: disable=g-import-not-at-top
+    compiled = _jit_features(fn, self.mesh)
+    feats, fields = [], {k: [] for k in keep}
+    for local in self.eval_batches(split):
+      batch = parallel.global_batch(local, self.mesh)
+      real = to_host(batch["mask"]) > 0
+      feats.append(np.asarray(to_host(compiled(self.state, batch)), np.float32)[real])
+      for k in keep:
+        if k in batch:
+          fields[k].append(to_host(batch[k])[real])
+    if not feats:
+      raise ConfigError(f"eval split {split or self.config.data.get('eval_split')!r} has no examples to embed.")
+    return np.concatenate(feats), {k: np.concatenate(v) for k, v in fields.items() if v}
+
+
+@functools.lru_cache(maxsize=None)
+def _jit_features(fn, mesh):
+  from jaxgen import parallel  # pylint: disable=g-import-not-at-top
+  return jax.jit(fn, out_shardings=parallel.batch_sharding(mesh))
 
 
 def create(name: str, config: ml_collections.ConfigDict) -> Evaluator:
