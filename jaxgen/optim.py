@@ -15,6 +15,9 @@ Config keys (all optional except `lr`, which lbfgs does not need):
                   lr before the decay starts, in [0, 1) (default 0). CycleGAN: schedule='linear',
                   hold_frac=0.5 (constant for the first half, then linearly to 0).
   decay_rate      exponential: the lr's factor per step, in [0, 1] (default 1; PixelCNN++ 0.999995).
+  step_boundaries step: the training steps (increasing, after the warm-up, < num_steps) at which the
+                  lr is multiplied by step_factor (default 0.1): SRGAN's 1e-4 -> 1e-5 at step 1e5 is
+                  schedule='step', step_boundaries=(100000,).
   b1, b2, eps     adam / adamw moment decays and denominator epsilon (0.9, 0.999, 1e-8).
   weight_decay    >= 0 (default 0). adamw: decoupled, update = -lr * (adam_dir + wd * p).
                   sgd: L2 added to the gradient. lars: LARS's decay. adam, lbfgs: must be 0.
@@ -72,7 +75,7 @@ from jaxgen.errors import ConfigError
 PyTree = Any
 
 NAMES = ("adam", "adamw", "sgd", "lars", "lbfgs")
-SCHEDULES = ("constant", "cosine", "linear", "exponential")
+SCHEDULES = ("constant", "cosine", "linear", "exponential", "step")
 
 # Biases and normalisation gains: Flax's Dense / Conv "bias", LayerNorm / GroupNorm / BatchNorm /
 # RMSNorm "scale" and "bias", CLIP's "logit_scale", and anything inside a Flax norm module. Used
@@ -80,7 +83,8 @@ SCHEDULES = ("constant", "cosine", "linear", "exponential")
 NO_DECAY_ON_BIAS_AND_NORM = (r"(bias|scale|embedding_norm)$"
                              r"|(^|/)(LayerNorm|GroupNorm|BatchNorm|RMSNorm)[^/]*/")
 
-_KEYS = ("name", "lr", "schedule", "warmup_steps", "final_lr_frac", "hold_frac", "decay_rate", "b1",
+_KEYS = ("name", "lr", "schedule", "warmup_steps", "final_lr_frac", "hold_frac", "decay_rate",
+         "step_boundaries", "step_factor", "b1",
          "b2", "eps", "weight_decay", "momentum", "nesterov", "trust_coefficient", "memory_size", "grad_clip",
          "exclude_bias_and_norm", "rules")
 _RULE_KEYS = ("pattern", "lr_mult", "weight_decay", "frozen")
@@ -187,9 +191,22 @@ def _validate_schedule(cfg, num_steps: int, where: str) -> None:
           fix="exponential: the lr's factor per step, e.g. 0.999995 (PixelCNN++)")
   hold = _number(cfg, "hold_frac", where, 0.0, lo=0.0, hi=1.0, hi_open=True,
                  fix="it is the fraction of the steps kept at lr before the decay, e.g. 0.5 (CycleGAN)")
-  if hold and kind == "constant":
+  if hold and kind in ("constant", "step"):
     raise ConfigError(f"{where}.hold_frac={hold!r} has no effect with {where}.schedule='constant'; "
                       f"use schedule='linear' (CycleGAN), 'cosine' or 'exponential', or hold_frac=0.")
+  if kind == "step":
+    bounds = cfg.get("step_boundaries", ())
+    if (not isinstance(bounds, (tuple, list)) or not bounds
+        or any(isinstance(b, bool) or not isinstance(b, numbers.Integral) for b in bounds)
+        or list(bounds) != sorted(set(bounds)) or bounds[0] <= warmup or bounds[-1] >= max(num_steps, 1)):
+      raise ConfigError(f"{where}.step_boundaries={bounds!r} must be increasing integer steps after "
+                        f"the warm-up ({warmup}) and before num_steps ({num_steps}), e.g. "
+                        f"({max(num_steps // 2, warmup + 1)},) with schedule='step'.")
+    _number(cfg, "step_factor", where, 0.1, lo=0.0, hi=1.0,
+            fix="the lr's factor at each boundary, e.g. 0.1 (SRGAN: 1e-4 -> 1e-5)")
+  elif cfg.get("step_boundaries", ()):
+    raise ConfigError(f"{where}.step_boundaries={cfg.step_boundaries!r} has no effect with "
+                      f"{where}.schedule={kind!r}; use schedule='step' or step_boundaries=().")
   if lr is None and (warmup or kind != "constant"):
     raise ConfigError(f"{where}.lr is None (the L-BFGS line search picks the step), so "
                       f"{where}.schedule={kind!r} / warmup_steps={warmup} have no effect; set "
@@ -302,7 +319,8 @@ def make_schedule(cfg: ml_collections.ConfigDict, num_steps: int,
                   where: str = "config.optim") -> optax.Schedule:
   """The learning-rate schedule: linear warm-up over cfg.warmup_steps from 0 to cfg.lr, then
   cfg.hold_frac of the remaining steps at cfg.lr, then cfg.schedule (constant | cosine | linear,
-  decaying to lr * final_lr_frac at num_steps, | exponential, lr * cfg.decay_rate ** step).
+  decaying to lr * final_lr_frac at num_steps, | exponential, lr * cfg.decay_rate ** step | step,
+  lr * step_factor ** (number of step_boundaries passed)).
 
   For lbfgs with lr None this is the constant 1.0: the step the line search starts from.
   """
@@ -320,6 +338,10 @@ def make_schedule(cfg: ml_collections.ConfigDict, num_steps: int,
     main = optax.constant_schedule(lr)
   elif kind == "cosine":
     main = optax.cosine_decay_schedule(lr, decay_steps, alpha=frac)
+  elif kind == "step":   # x step_factor at each boundary (counted from step 0, as the config says)
+    factor = cfg.get("step_factor", 0.1)
+    main = optax.piecewise_constant_schedule(
+        lr, {int(b) - warmup: factor for b in cfg.get("step_boundaries", ())})
   elif kind == "exponential":   # lr * decay_rate ** step (PixelCNN++: 0.999995 per step)
     main = optax.exponential_decay(lr, transition_steps=1, decay_rate=cfg.get("decay_rate", 1.0))
   else:

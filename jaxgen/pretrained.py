@@ -14,7 +14,8 @@ A run names each part in `config.pretrained.<name>` (a ConfigDict):
   frozen    True: the method uses it as a fixed network, `state.frozen[name]` (declared by
             `Method.frozen_parts`). False: it initialises `into` on a fresh start (never on resume)
   into      frozen=False: the "/"-path in this run's params it replaces (and in the EMA, when the
-            EMA mirrors that subtree); the optimizer state is left as initialised (zero moments)
+            EMA mirrors that subtree, and in model_state, e.g. BatchNorm statistics, when both runs
+            keep one at that path); the optimizer state is left as initialised (zero moments)
 
 Loaded trees are placed on the mesh with the same FSDP rules as params (`parallel.state_sharding`)
 and reach the compiled functions as arguments (inside the TrainState), never as constants; they are
@@ -161,21 +162,27 @@ def part_config(config: ml_collections.ConfigDict, name: str) -> ml_collections.
   return run_config(p.workdir, p.step, f"config.pretrained.{name}")
 
 
-def _run_tree(p: ml_collections.ConfigDict, what: str, mesh, want: Optional[PyTree]) -> PyTree:
+def _run_tree(p: ml_collections.ConfigDict, what: str, mesh, want: Optional[PyTree],
+              field: Optional[str] = None) -> Optional[PyTree]:
+  """The run's tree `p.tree` (or the checkpoint field `field`, e.g. "model_state") at `p.path`. With
+  `field` given, None when that run saved nothing there (a model without running statistics)."""
   ckpt = _checkpointer(p.workdir, what)
   try:
     step = _step(ckpt, p.step, what)
     meta = ckpt.tree_metadata(step)
-    field = {"params": "params", "ema": "ema_params"}.get(p.tree)
-    if p.tree == "sampling":
-      field = "ema_params" if meta.get("ema_params") else "params"
-    if not meta.get(field):
-      raise ConfigError(f"{what}.tree={p.tree!r}: the run in {p.workdir!r} kept no EMA; use "
-                        "tree='params' or 'sampling'.")
+    if field is None:
+      field = {"params": "params", "ema": "ema_params"}.get(p.tree)
+      if p.tree == "sampling":
+        field = "ema_params" if meta.get("ema_params") else "params"
+      if not meta.get(field):
+        raise ConfigError(f"{what}.tree={p.tree!r}: the run in {p.workdir!r} kept no EMA; use "
+                          "tree='params' or 'sampling'.")
+    elif not meta.get(field) or not _has_path(meta[field], p.path):
+      return None
     sub = get_path(meta[field], p.path, f"{what}.path={p.path!r} in {field}")
     abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype), sub)
     if want is not None:
-      check_shapes(abstract, want, what)
+      check_shapes(abstract, want, f"{what} ({field})")
     shardings = parallel.state_sharding(mesh, abstract)
     target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                           abstract, shardings)
@@ -184,6 +191,14 @@ def _run_tree(p: ml_collections.ConfigDict, what: str, mesh, want: Optional[PyTr
     return get_path(restored, "/".join([field, p.path]), what)
   finally:
     ckpt.close()
+
+
+def _has_path(tree: Any, path: str) -> bool:
+  for key in _split(path):
+    if not isinstance(tree, dict) or key not in tree:
+      return False
+    tree = tree[key]
+  return True
 
 
 # ------------------------------------------------------------------------------------------- files
@@ -311,6 +326,16 @@ def init_from_pretrained(state, config: ml_collections.ConfigDict, mesh):
         if jax.tree.structure(get_path(state.params, "/".join(keys[:i]), what)) == ema_treedef:
           ema = set_path(ema, "/".join(keys[i:]), jax.tree.map(jnp.copy, loaded))
           break
-    state = state.replace(params=params, ema_params=ema)
+    model_state = state.model_state
+    if p.workdir and _has_path(model_state, p.into) and jax.tree.leaves(get_path(model_state, p.into, what)):
+      # Running statistics (BatchNorm) of the same sub-network come along when the run kept them:
+      # SRGAN starting from SRResNet samples like SRResNet from its first step.
+      current_ms = get_path(model_state, p.into, what)
+      loaded_ms = _run_tree(p, what, mesh, current_ms, field="model_state")
+      if loaded_ms is not None:
+        model_state = set_path(model_state, p.into, jax.tree.map(
+            lambda x, c: jax.device_put(x, c.sharding).astype(c.dtype), loaded_ms, current_ms))
+        logging.info("Initialised model_state/%s from %s.", p.into, what)
+    state = state.replace(params=params, ema_params=ema, model_state=model_state)
     logging.info("Initialised params/%s from %s.", p.into, what)
   return state

