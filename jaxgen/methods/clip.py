@@ -1,0 +1,223 @@
+"""CLIP (Radford et al. 2021, arXiv:2103.00020): contrastive image-text pre-training.
+
+Batches hold "image" float [B, R, R, 3] in [-1, 1] and "caption_tokens" int32 [B, L] (0 = padding).
+The image and text towers (jaxgen.models.clip) map them to embeddings; the loss is the symmetric
+InfoNCE of the paper's Figure 3 over the *global* batch, with a learned temperature:
+
+  logits = exp(t) * normalize(I) @ normalize(T).T          [B, B], t initialised to log(1 / 0.07)
+  loss   = (CE(logits, arange(B)) + CE(logits.T, arange(B))) / 2
+
+computed in the memory-efficient form of open_clip's `ClipLoss(local_loss=True,
+gather_with_grad=True)`: the features are all-gathered over the mesh's batch axes (gradients flow
+back through the gather), and each device computes only its local rows of the logits against all
+B columns (B/n x B instead of B x B), so the total equals the single-device loss on the whole batch.
+After each optimizer step t is clamped to [0, log(100)] (the scale exp(t) <= 100), as OpenAI's
+training and open_clip's `logit_scale.clamp_(0, math.log(100))`.
+
+Config (besides data / train / optim):
+  config.model      jaxgen.models.clip.from_config's keys (OpenAI's build_model names): embed_dim,
+                    image_resolution, vision_layers (int = ViT, 4-tuple = modified ResNet),
+                    vision_width, vision_patch_size, context_length, vocab_size, transformer_width,
+                    transformer_heads, transformer_layers, quick_gelu, dtype
+  config.optim      AdamW (the paper: b1 0.9, b2 0.98, eps 1e-6, wd 0.2, cosine with warm-up) with no
+                    decay on gains, biases, logit_scale and 1-d embeddings (`no_decay_rules`).
+Metrics: loss, logit_scale (exp(t), the scale), image_to_text_acc / text_to_image_acc (in-batch
+top-1 over the global batch). Evaluators read `embed_images` / `embed_texts` (jaxgen.metrics.contrastive).
+"""
+import math
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from jax.sharding import PartitionSpec as P
+
+from jaxgen import optim, parallel
+from jaxgen.methods.base import Batch, ConfigError, Method
+from jaxgen.state import TrainState
+
+INIT_LOGIT_SCALE = math.log(1 / 0.07)
+MAX_LOGIT_SCALE = math.log(100.0)
+# Byte tokenizer (jaxgen.data.text) and CLIP's BPE: vocabulary sizes by config.data.tokenizer.
+TOKENIZER_VOCAB = {"bytes": 257, "clip": 49_408}
+
+
+def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
+  x = x.astype(jnp.float32)
+  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), eps)
+
+
+def _local_terms(image: jax.Array, text: jax.Array, all_image: jax.Array, all_text: jax.Array,
+                 scale: jax.Array, offset: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Sums over the local rows (b of them, global positions offset..offset+b) of the two cross
+  entropies and the two in-batch hits, against all columns."""
+  b = image.shape[0]
+  labels = offset + jnp.arange(b)
+  per_image = scale * image @ all_text.T   # [b, B]
+  per_text = scale * text @ all_image.T    # [b, B]
+  ce = lambda logits: -jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], 1)[:, 0]
+  loss_sum = jnp.sum(ce(per_image) + ce(per_text)) / 2
+  hits = lambda logits: jnp.sum((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
+  return loss_sum, hits(per_image), hits(per_text)
+
+
+def contrastive_loss(image_features: jax.Array, text_features: jax.Array, logit_scale: jax.Array,
+                     mesh: Optional[jax.sharding.Mesh] = None) -> tuple[jax.Array, dict]:
+  """The symmetric InfoNCE over the global batch.
+
+  Args:
+    image_features, text_features: float [B, D] (normalised here), rows split over the mesh's batch
+      axes when `mesh` is given.
+    logit_scale: the raw log-temperature parameter t (scale = exp(t)), scalar.
+    mesh: None = the plain full-batch loss on one device; else open_clip's local-loss form under
+      shard_map over parallel.BATCH_AXES (B must divide by their size).
+  Returns: (loss float32 scalar, {"image_to_text_acc", "text_to_image_acc"}).
+  """
+  image, text = l2_normalize(image_features), l2_normalize(text_features)
+  scale = jnp.exp(logit_scale.astype(jnp.float32))
+  n = image.shape[0]
+  if mesh is None or mesh.shape["data"] * mesh.shape["fsdp"] == 1:
+    loss_sum, hi, ht = _local_terms(image, text, image, text, scale, jnp.int32(0))
+  else:
+    axes = parallel.BATCH_AXES
+
+    def local(image, text, scale):
+      all_image = jax.lax.all_gather(image, axes, tiled=True)   # [B, D]; its transpose sums grads
+      all_text = jax.lax.all_gather(text, axes, tiled=True)
+      offset = jax.lax.axis_index(axes) * image.shape[0]
+      terms = _local_terms(image, text, all_image, all_text, scale, offset)
+      return tuple(jax.lax.psum(t, axes) for t in terms)
+
+    loss_sum, hi, ht = jax.shard_map(local, mesh=mesh, in_specs=(P(axes), P(axes), P()),
+                                     out_specs=(P(), P(), P()))(image, text, scale)
+  return loss_sum / n, {"image_to_text_acc": hi / n, "text_to_image_acc": ht / n}
+
+
+def no_decay_rules(model_cfg) -> ml_collections.ConfigDict:
+  """config.optim.rules exempting what open_clip's `exclude` rule exempts (p.ndim < 2, "bn", "ln",
+  "bias", "logit_scale"): gains and biases (optim.NO_DECAY_ON_BIAS_AND_NORM, added by
+  exclude_bias_and_norm=True), plus the ViT's 1-d class embedding. 2-d positional and token
+  embeddings keep their decay there, and so here."""
+  rules = ml_collections.ConfigDict()
+  if isinstance(model_cfg.vision_layers, int):
+    rules.class_embedding = ml_collections.ConfigDict(dict(pattern=r"class_embedding$",
+                                                           weight_decay=False))
+  return rules
+
+
+def data_vocab_size(data_cfg) -> int:
+  return TOKENIZER_VOCAB.get(data_cfg.get("tokenizer", "bytes"), 0)
+
+
+class CLIP(Method):
+  """Contrastive image-text training; see the module docstring for the config it reads."""
+  can_sample = False
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    super().__init__(config)
+    self.validate()
+    from jaxgen.models import clip as models  # pylint: disable=g-import-not-at-top
+    self.models = models
+    self.model = models.from_config(config.model)
+    self.tx = optim.make_optimizer(config.optim, config.train.num_steps)
+
+  def validate(self) -> None:
+    c, m = self.config, self.config.model
+    if c.data.get("source") not in ("captions", "shapes", "none") and not c.data.get("label_captions"):
+      raise ConfigError(f"config.data.source={c.data.get('source')!r} gives no captions: CLIP trains "
+                        "on (image, caption) pairs; use source 'captions' or 'shapes', or captions "
+                        "from class names (config.data.label_captions='a photo of a {}.').")
+    if c.data.channels != 3:
+      raise ConfigError(f"config.data.channels={c.data.channels}: CLIP's image towers take RGB "
+                        "images (normalised with OpenAI's RGB mean/std); set config.data.channels=3.")
+    res = m.image_resolution
+    if c.data.image_size != res:
+      raise ConfigError(f"config.data.image_size={c.data.image_size} != config.model.image_resolution"
+                        f"={res}: the towers' positional embeddings are sized for one resolution; set "
+                        f"both to the same value (e.g. 224 for ViT-B/32, 32 for CPU configs).")
+    layers = m.vision_layers
+    if isinstance(layers, int):
+      if res % m.vision_patch_size:
+        raise ConfigError(f"config.model.image_resolution={res} is not divisible by "
+                          f"config.model.vision_patch_size={m.vision_patch_size}; choose a "
+                          f"resolution that is a multiple of the patch (e.g. "
+                          f"{max(1, res // m.vision_patch_size) * m.vision_patch_size}).")
+      if m.vision_width % 64:
+        raise ConfigError(f"config.model.vision_width={m.vision_width} must be a multiple of 64 "
+                          "(the ViT has vision_width // 64 heads of 64, as OpenAI's build_model).")
+    else:
+      if len(tuple(layers)) != 4 or res % 32:
+        raise ConfigError(f"config.model.vision_layers={layers!r} / image_resolution={res}: the "
+                          "modified ResNet takes 4 stage depths (RN50: (3, 4, 6, 3)) and a "
+                          "resolution divisible by 32 (its total stride).")
+    if m.transformer_width % m.transformer_heads:
+      raise ConfigError(f"config.model.transformer_width={m.transformer_width} is not divisible by "
+                        f"config.model.transformer_heads={m.transformer_heads}; OpenAI's: width / 64 "
+                        "heads.")
+    if m.context_length < c.data.caption_max_len:
+      raise ConfigError(f"config.model.context_length={m.context_length} is shorter than "
+                        f"config.data.caption_max_len={c.data.caption_max_len}: the text tower has "
+                        "a position for each token; raise context_length or lower caption_max_len "
+                        "(CLIP: 77 both).")
+    vocab = data_vocab_size(c.data)
+    if m.vocab_size < vocab:
+      raise ConfigError(f"config.model.vocab_size={m.vocab_size} is smaller than the tokenizer's "
+                        f"{vocab} (config.data.tokenizer={c.data.get('tokenizer', 'bytes')!r}); set "
+                        f"config.model.vocab_size={vocab}.")
+    if c.train.get("ema_decay", 0.0):
+      raise ConfigError(f"config.train.ema_decay={c.train.ema_decay}: CLIP keeps no EMA (nor does "
+                        "the paper); set it to 0.")
+    optim.validate_optimizer(c.optim, c.train.num_steps)
+
+  # ------------------------------------------------------------------------------------- state
+  def init(self, rng: jax.Array, example_batch: Batch) -> TrainState:
+    image = jnp.zeros((1, *example_batch["image"].shape[1:]), jnp.float32)
+    tokens = jnp.ones((1, example_batch["caption_tokens"].shape[1]), jnp.int32)
+    params = jax.jit(self.model.init)(rng, image, tokens)["params"]
+    return TrainState.create(params=params, opt_state=self.tx.init(params), rng=rng)
+
+  def _features(self, params: Any, batch: Batch):
+    images = self.models.normalize(batch["image"])
+    return self.model.apply({"params": params}, images, batch["caption_tokens"])
+
+  def train_step(self, state: TrainState, batch: Batch, rng: jax.Array) -> tuple[TrainState, dict]:
+    del rng  # no dropout, no noise
+    mesh = parallel.create_mesh(self.config.mesh)   # the loop's mesh (same devices, same order)
+
+    def loss_fn(params):
+      image, text, t = self._features(params, batch)
+      return contrastive_loss(image, text, t, mesh)
+
+    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    params = {**params, "logit_scale": jnp.clip(params["logit_scale"], 0.0, MAX_LOGIT_SCALE)}
+    metrics = {"loss": loss, "logit_scale": jnp.exp(params["logit_scale"]), **aux,
+               "grad_norm": optax.tree.norm(grads)}
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+  # ---------------------------------------------------------------------------------- features
+  def embed_images(self, state: TrainState, batch: Batch) -> jax.Array:
+    """L2-normalised image embeddings float32 [B, embed_dim] of batch["image"] ([-1, 1] NHWC)."""
+    images = self.models.normalize(batch["image"])
+    return l2_normalize(self.model.apply({"params": self.sampling_params(state)}, images,
+                                         method="encode_image"))
+
+  def embed_texts(self, state: TrainState, batch: Batch) -> jax.Array:
+    """L2-normalised text embeddings float32 [B, embed_dim] of batch["caption_tokens"]."""
+    return l2_normalize(self.model.apply({"params": self.sampling_params(state)},
+                                         batch["caption_tokens"], method="encode_text"))
+
+  def logit_scale(self, state: TrainState) -> jax.Array:
+    """exp(t), the learned scale of the logits (<= 100)."""
+    return jnp.exp(self.sampling_params(state)["logit_scale"])
+
+  def timed_functions(self) -> dict:
+    """Functions of (state, batch) that `--mode benchmark` times besides the train step, by the
+    name of the batch key whose rows they count: image and text encoding throughput."""
+    return {"image": self.embed_images, "caption_tokens": self.embed_texts}
+
+  def sample(self, state, rng, num, cond=None):
+    raise NotImplementedError("CLIP draws no images (can_sample=False).")
+
