@@ -13,6 +13,7 @@ METHODS: dict[str, str] = {
     "noisy_classifier": "jaxgen.methods.diffusion:NoisyClassifier",
     "autoregressive": "jaxgen.methods.autoregressive:Autoregressive",
     "srgan": "jaxgen.methods.srgan:SRGAN",
+    "simclr": "jaxgen.methods.simclr:SimCLR",
     "clip": "jaxgen.methods.clip:CLIP",
 }
 
