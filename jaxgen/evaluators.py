@@ -29,6 +29,9 @@ from jaxgen.errors import ConfigError
 EVALUATORS: dict[str, str] = {
     "shapes_agreement": "jaxgen.data.shapes_judge:ShapesAgreement",
     "psnr_ssim": "jaxgen.metrics.image_quality:PSNRSSIM",
+    "zero_shot": "jaxgen.metrics.contrastive:ZeroShot",
+    "retrieval": "jaxgen.metrics.contrastive:Retrieval",
+    "clip_score": "jaxgen.metrics.contrastive:CLIPScore",
 }
 
 
