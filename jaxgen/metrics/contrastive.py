@@ -1,0 +1,267 @@
+"""Evaluators of image-text embeddings: zero-shot classification, retrieval recall@k, CLIP score.
+
+The arithmetic (pure numpy on L2-normalised embeddings) is separate from the evaluators that
+gather the embeddings, so that it can be tested on hand-built vectors.
+
+  zero_shot   (Radford et al. 2021, Sec. 3.1.4 and OpenAI's "Prompt_Engineering_for_ImageNet"
+              notebook): each class name goes through every prompt template, the text embeddings of
+              a class are averaged and renormalised; an image's prediction is the class of highest
+              cosine. Top-1 / top-5 accuracy over the eval split. Needs a method with
+              `embed_images` / `embed_texts` (jaxgen.methods.clip).
+              config.eval.zero_shot_classes   class names, () = jaxgen.data.class_names.for_dataset
+              config.eval.zero_shot_templates prompt templates with "{}", or a name for
+                                              jaxgen.data.prompts.templates (() = "a photo of a {}.")
+  retrieval   image -> text and text -> image recall@1/5/10 over the eval split's (image, caption)
+              pairs. Rows with identical captions count as matches of each other (datasets such as
+              the shapes repeat captions; with distinct captions this is the usual one-to-one recall).
+  clip_score  Hessel et al. 2021 (arXiv:2104.08718): CLIPScore = w * max(cos(E_I, E_C), 0), w = 2.5,
+              averaged over generated samples and the captions they were conditioned on; also the
+              torchmetrics form 100 * max(cos, 0). The CLIP is state.frozen["clip"] when the method
+              declares that part, else loaded from config.eval.clip (a pretrained.part_defaults()
+              entry: workdir of a CLIP run, or file + converter with config.eval.clip_model the
+              architecture).
+"""
+from typing import Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from jaxgen.errors import ConfigError
+from jaxgen.evaluators import Context, Evaluator
+
+CLIP_SCORE_W = 2.5
+DEFAULT_TEMPLATES = ("a photo of a {}.",)
+
+
+# ----------------------------------------------------------------------------------- arithmetic
+def normalize(x: np.ndarray) -> np.ndarray:
+  x = np.asarray(x, np.float64)
+  return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def class_embeddings(prompt_embeddings: np.ndarray) -> np.ndarray:
+  """[C, T, D] embeddings of C classes through T templates -> [C, D]: each class's normalised
+  embeddings averaged and renormalised (CLIP's zero-shot classifier weights)."""
+  return normalize(normalize(prompt_embeddings).mean(axis=1))
+
+
+def topk_accuracy(scores: np.ndarray, labels: np.ndarray, ks: Sequence[int] = (1, 5)) -> dict:
+  """scores [N, C], labels [N] -> {"top{k}": fraction of rows whose label is among the k highest}."""
+  order = np.argsort(-scores, axis=1, kind="stable")
+  rank = np.argmax(order == np.asarray(labels)[:, None], axis=1)   # 0 = best
+  return {f"top{k}": float(np.mean(rank < k)) for k in ks if k <= scores.shape[1]}
+
+
+def zero_shot_accuracy(image_emb: np.ndarray, class_emb: np.ndarray, labels: np.ndarray,
+                       ks: Sequence[int] = (1, 5)) -> dict:
+  """Top-k accuracy of classifying images [N, D] by cosine to class embeddings [C, D]."""
+  return topk_accuracy(normalize(image_emb) @ normalize(class_emb).T, labels, ks)
+
+
+def _groups(captions: np.ndarray) -> np.ndarray:
+  """int [N]: rows with identical caption (tokens [N, L] or strings [N]) share an id."""
+  captions = np.asarray(captions)
+  flat = captions.reshape(len(captions), -1) if captions.ndim > 1 else captions[:, None]
+  return np.unique(flat, axis=0, return_inverse=True)[1].reshape(-1)
+
+
+def _recall(scores: np.ndarray, match: np.ndarray, ks: Sequence[int]) -> dict:
+  """scores [N, M]; match [N, M] bool (True = a correct item) -> {k: fraction of rows with a correct
+  item among their k highest}. Ties are broken by position (stable sort)."""
+  order = np.argsort(-scores, axis=1, kind="stable")
+  hit = np.take_along_axis(match, order, axis=1)
+  first = np.where(hit.any(1), np.argmax(hit, axis=1), scores.shape[1])
+  return {k: float(np.mean(first < k)) for k in ks}
+
+
+def retrieval_recall(image_emb: np.ndarray, text_emb: np.ndarray, captions: Optional[np.ndarray] = None,
+                     ks: Sequence[int] = (1, 5, 10)) -> dict:
+  """Row i of image_emb [N, D] and text_emb [N, D] is a pair; `captions` (tokens or strings, [N,
+  ...]) marks rows with equal captions as matches too (None = one-to-one). Returns
+  {"image_to_text_r@k", "text_to_image_r@k"}."""
+  n = len(image_emb)
+  groups = np.arange(n) if captions is None else _groups(captions)
+  match = groups[:, None] == groups[None, :]
+  sims = normalize(image_emb) @ normalize(text_emb).T
+  out = {f"image_to_text_r@{k}": v for k, v in _recall(sims, match, ks).items()}
+  out.update({f"text_to_image_r@{k}": v for k, v in _recall(sims.T, match.T, ks).items()})
+  return out
+
+
+def clip_score(image_emb: np.ndarray, text_emb: np.ndarray, w: float = CLIP_SCORE_W) -> dict:
+  """Hessel et al.'s CLIPScore of paired rows: mean of w * max(cos, 0), and the torchmetrics form
+  100 * max(cos, 0)."""
+  cos = np.sum(normalize(image_emb) * normalize(text_emb), axis=1)
+  pos = np.maximum(cos, 0.0)
+  return {"clip_score": float(np.mean(w * pos)), "clip_score_100": float(np.mean(100 * pos))}
+
+
+# ----------------------------------------------------------------------------------- tokenizing
+def tokenize(data_cfg, texts: Sequence[str]) -> np.ndarray:
+  """Texts as the data pipeline tokenizes captions (config.data.tokenizer): int32 [N, L]."""
+  name = data_cfg.get("tokenizer", "bytes")
+  if name == "bytes":
+    from jaxgen.data import text  # pylint: disable=g-import-not-at-top
+    return text.tokenize(list(texts), data_cfg.caption_max_len)
+  from jaxgen import data  # pylint: disable=g-import-not-at-top
+  if not hasattr(data, "tokenize"):
+    raise ConfigError(f"config.data.tokenizer={name!r}: jaxgen.data has no tokenize(data_cfg, texts).")
+  return np.asarray(data.tokenize(data_cfg, list(texts)), np.int32)
+
+
+def _needs_embeddings(config, name: str) -> None:
+  from jaxgen import registry  # pylint: disable=g-import-not-at-top
+  cls = registry.get_method_class(config.method)
+  if not (hasattr(cls, "embed_images") and hasattr(cls, "embed_texts")):
+    raise ConfigError(f"config.eval.evaluators includes {name!r}, which needs image and text "
+                      f"embeddings, but config.method={config.method!r} has no embed_images / "
+                      "embed_texts; use it with a CLIP run (config.method='clip').")
+
+
+def _embed_tokens(method, state, tokens: np.ndarray, batch_size: int) -> np.ndarray:
+  fn = jax.jit(method.embed_texts)
+  out = [np.asarray(fn(state, {"caption_tokens": jnp.asarray(tokens[i:i + batch_size])}))
+         for i in range(0, len(tokens), batch_size)]
+  return np.concatenate(out)
+
+
+# ----------------------------------------------------------------------------------- evaluators
+class ZeroShot(Evaluator):
+  """Zero-shot top-1 / top-5 accuracy over the eval split (see the module docstring)."""
+  needs_samples = False
+
+  def validate(self) -> None:
+    _needs_embeddings(self.config, "zero_shot")
+    if not self.config.data.get("num_classes", 0):
+      raise ConfigError("config.eval.evaluators includes 'zero_shot' but config.data.num_classes=0: "
+                        "zero-shot accuracy needs labelled eval images; use a labelled dataset.")
+    self.class_names()
+    for t in self.templates():
+      if "{}" not in t:
+        raise ConfigError(f"config.eval.zero_shot_templates has {t!r}, with no '{{}}' for the class "
+                          "name; write e.g. 'a photo of a {}.'.")
+
+  def class_names(self) -> list[str]:
+    names = tuple(self.config.eval.get("zero_shot_classes", ()))
+    if not names:
+      try:
+        from jaxgen.data import class_names  # pylint: disable=g-import-not-at-top
+        names = tuple(class_names.for_dataset(self.config.data))
+      except ImportError:
+        names = ()
+    if len(names) != self.config.data.num_classes:
+      raise ConfigError(f"zero_shot: {len(names)} class names for config.data.num_classes="
+                        f"{self.config.data.num_classes}; set config.eval.zero_shot_classes to one "
+                        "name per label, in label order.")
+    return list(names)
+
+  def templates(self) -> list[str]:
+    t = self.config.eval.get("zero_shot_templates", ())
+    if isinstance(t, str):
+      from jaxgen.data import prompts  # pylint: disable=g-import-not-at-top
+      return list(prompts.templates(t))
+    return list(t) or list(DEFAULT_TEMPLATES)
+
+  def __call__(self, ctx: Context) -> dict:
+    names, templates = self.class_names(), self.templates()
+    prompts = [t.format(n) for n in names for t in templates]
+    tokens = tokenize(self.config.data, prompts)
+    text = _embed_tokens(ctx.method, ctx.state, tokens, self.config.eval.batch_size)
+    weights = class_embeddings(text.reshape(len(names), len(templates), -1))
+    images, fields = ctx.embed(ctx.method.embed_images)
+    acc = zero_shot_accuracy(images, weights, fields["label"])
+    return {f"zero_shot_{k}": v for k, v in acc.items()}
+
+
+class Retrieval(Evaluator):
+  """Image <-> text recall@1/5/10 over the eval split's captions."""
+  needs_samples = False
+
+  def validate(self) -> None:
+    _needs_embeddings(self.config, "retrieval")
+
+  def __call__(self, ctx: Context) -> dict:
+    feats, fields = ctx.embed(_BothEmbeddings(ctx.method))
+    d = feats.shape[1] // 2
+    return retrieval_recall(feats[:, :d], feats[:, d:], fields["caption_tokens"])
+
+
+class _BothEmbeddings:
+  """(state, batch) -> [B, 2D] image and text embeddings side by side; hashable by its method, so
+  that Context.embed compiles it once per method."""
+
+  def __init__(self, method):
+    self.method = method
+
+  def __call__(self, state, batch):
+    return jnp.concatenate([self.method.embed_images(state, batch),
+                            self.method.embed_texts(state, batch)], axis=1)
+
+  def __hash__(self):
+    return hash(("both", id(self.method)))
+
+  def __eq__(self, other):
+    return isinstance(other, _BothEmbeddings) and other.method is self.method
+
+
+class CLIPScore(Evaluator):
+  """CLIPScore of generated samples against their caption conditioning."""
+
+  def validate(self) -> None:
+    if "clip" not in (self.config.get("pretrained") or {}) and not self._entry().get("workdir") \
+        and not self._entry().get("file"):
+      raise ConfigError("config.eval.evaluators includes 'clip_score' but no CLIP is given: set "
+                        "config.eval.clip.workdir to a CLIP run (or .file + .converter with "
+                        "config.eval.clip_model), or declare config.pretrained.clip.")
+
+  def _entry(self) -> ml_collections.ConfigDict:
+    return self.config.eval.get("clip") or ml_collections.ConfigDict()
+
+  def _clip(self, ctx: Context):
+    """(CLIP method built from its config, params)."""
+    from jaxgen import pretrained  # pylint: disable=g-import-not-at-top
+    from jaxgen.methods import clip as clip_method  # pylint: disable=g-import-not-at-top
+    entry = self._entry()
+    holder = ml_collections.ConfigDict({"pretrained": {"clip": pretrained.part_defaults()}})
+    if entry.get("workdir") or entry.get("file"):
+      holder.pretrained.clip.update(dict(entry))
+    else:
+      holder.pretrained.clip.update(dict(self.config.pretrained.clip))
+    p = holder.pretrained.clip
+    if p.workdir:
+      model_cfg = pretrained.run_config(p.workdir, p.step, "config.eval.clip").model
+    else:
+      model_cfg = self.config.eval.clip_model
+    cfg = ml_collections.ConfigDict({"model": model_cfg})
+    from jaxgen.models import clip as models  # pylint: disable=g-import-not-at-top
+    model = models.from_config(cfg.model)
+    params = ctx.state.frozen.get("clip") if ctx.state.frozen else None
+    if params is None:
+      params = pretrained.load(holder, "clip", ctx.mesh)
+    return model, models, params, clip_method
+
+  def __call__(self, ctx: Context) -> dict:
+    model, models, params, clip_method = self._clip(ctx)
+    num = self.config.eval.get("clip_score_num_samples", self.config.eval.num_samples)
+    samples, cond = ctx.generate(num, "clip_score")
+    if not cond or "caption_tokens" not in cond:
+      raise ConfigError("clip_score: the samples carry no caption_tokens conditioning; it scores "
+                        "text-conditioned generators.")
+    res = model.image_resolution if hasattr(model, "image_resolution") else None
+    res = res or int(self.config.eval.get("clip_model", {}).get("image_resolution", samples.shape[1]))
+
+    @jax.jit
+    def embed(images, tokens):
+      if images.shape[1] != res:
+        images = jax.image.resize(images, (images.shape[0], res, res, images.shape[3]), "bicubic")
+      images = models.normalize(jnp.clip(images, -1, 1))
+      v = {"params": params}
+      return (clip_method.l2_normalize(model.apply(v, images, method="encode_image")),
+              clip_method.l2_normalize(model.apply(v, tokens, method="encode_text")))
+
+    bs = self.config.eval.batch_size
+    img, txt = zip(*[embed(jnp.asarray(samples[i:i + bs]), jnp.asarray(cond["caption_tokens"][i:i + bs]))
+                     for i in range(0, len(samples), bs)])
+    return clip_score(np.concatenate(img), np.concatenate(txt))
