@@ -29,6 +29,8 @@ from jaxgen.errors import ConfigError
 EVALUATORS: dict[str, str] = {
     "shapes_agreement": "jaxgen.data.shapes_judge:ShapesAgreement",
     "psnr_ssim": "jaxgen.metrics.image_quality:PSNRSSIM",
+    "linear_probe": "jaxgen.metrics.probe:LinearProbe",
+    "knn": "jaxgen.metrics.probe:KNN",
     "zero_shot": "jaxgen.metrics.contrastive:ZeroShot",
     "retrieval": "jaxgen.metrics.contrastive:Retrieval",
     "clip_score": "jaxgen.metrics.contrastive:CLIPScore",
