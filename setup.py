@@ -27,6 +27,8 @@ setup(
         "numpy",
         "scipy",
         "absl-py",
+        "ftfy>=6",     # CLIP tokenizer text cleaning (jaxgen.data.clip_tokenizer)
+        "regex",       # CLIP tokenizer pattern (\p{L} classes)
     ],
     extras_require={
         "test": ["pytest>=8"],
