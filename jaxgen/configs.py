@@ -30,6 +30,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.crop = "center"              # center (center crop to square, then resize) | resize (stretch)
   c.data.random_flip = False          # horizontal flips in training
   c.data.caption_max_len = 64         # byte tokens per caption (0 = padding)
+  c.data.tokenizer = "bytes"          # caption tokens: bytes (vocab 257) | clip (CLIP's BPE, vocab 49408;
+                                      # use caption_max_len=77)
+  c.data.label_captions = ""          # e.g. "a photo of a {}.": captions from class names (labelled data)
   c.data.num_train_examples = -1      # -1 = all; else the first N (after data.classes)
   c.data.classes = ()                 # keep only these labels; () = all classes
   c.data.remap_classes = False        # True: labels become positions in data.classes (0..k-1)
