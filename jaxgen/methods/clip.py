@@ -25,7 +25,7 @@ Metrics: loss, logit_scale (exp(t), the scale), image_to_text_acc / text_to_imag
 top-1 over the global batch). Evaluators read `embed_images` / `embed_texts` (jaxgen.metrics.contrastive).
 """
 import math
-from typing import Any, Optional
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -136,25 +136,13 @@ class CLIP(Method):
       raise ConfigError(f"config.data.image_size={c.data.image_size} != config.model.image_resolution"
                         f"={res}: the towers' positional embeddings are sized for one resolution; set "
                         f"both to the same value (e.g. 224 for ViT-B/32, 32 for CPU configs).")
-    layers = m.vision_layers
-    if isinstance(layers, int):
+    if isinstance(m.vision_layers, int):
       if res % m.vision_patch_size:
         raise ConfigError(f"config.model.image_resolution={res} is not divisible by "
                           f"config.model.vision_patch_size={m.vision_patch_size}; choose a "
                           f"resolution that is a multiple of the patch (e.g. "
                           f"{max(1, res // m.vision_patch_size) * m.vision_patch_size}).")
-      if m.vision_width % 64:
-        raise ConfigError(f"config.model.vision_width={m.vision_width} must be a multiple of 64 "
-                          "(the ViT has vision_width // 64 heads of 64, as OpenAI's build_model).")
-    else:
-      if len(tuple(layers)) != 4 or res % 32:
-        raise ConfigError(f"config.model.vision_layers={layers!r} / image_resolution={res}: the "
-                          "modified ResNet takes 4 stage depths (RN50: (3, 4, 6, 3)) and a "
-                          "resolution divisible by 32 (its total stride).")
-    if m.transformer_width % m.transformer_heads:
-      raise ConfigError(f"config.model.transformer_width={m.transformer_width} is not divisible by "
-                        f"config.model.transformer_heads={m.transformer_heads}; OpenAI's: width / 64 "
-                        "heads.")
+    # Heads, ResNet depths and strides: checked by jaxgen.models.clip.from_config (in __init__).
     if m.context_length < c.data.caption_max_len:
       raise ConfigError(f"config.model.context_length={m.context_length} is shorter than "
                         f"config.data.caption_max_len={c.data.caption_max_len}: the text tower has "
@@ -173,41 +161,53 @@ class CLIP(Method):
   # ------------------------------------------------------------------------------------- state
   def init(self, rng: jax.Array, example_batch: Batch) -> TrainState:
     image = jnp.zeros((1, *example_batch["image"].shape[1:]), jnp.float32)
-    tokens = jnp.ones((1, example_batch["caption_tokens"].shape[1]), jnp.int32)
-    params = jax.jit(self.model.init)(rng, image, tokens)["params"]
-    return TrainState.create(params=params, opt_state=self.tx.init(params), rng=rng)
+    tokens = self._tokens(jnp.ones((1, example_batch["caption_tokens"].shape[1]), jnp.int32))
+    variables = dict(jax.jit(self.model.init)(rng, image, tokens))
+    params = variables.pop("params")
+    return TrainState.create(params=params, opt_state=self.tx.init(params), rng=rng,
+                             model_state=variables)
 
-  def _features(self, params: Any, batch: Batch):
-    images = self.models.normalize(batch["image"])
-    return self.model.apply({"params": params}, images, batch["caption_tokens"])
+  def _tokens(self, tokens: jax.Array) -> jax.Array:
+    """Captions [B, L] zero-padded to the text tower's context_length (>= L, validated)."""
+    pad = self.config.model.context_length - tokens.shape[1]
+    return jnp.pad(tokens, ((0, 0), (0, pad))) if pad else tokens
 
   def train_step(self, state: TrainState, batch: Batch, rng: jax.Array) -> tuple[TrainState, dict]:
     del rng  # no dropout, no noise
     mesh = parallel.create_mesh(self.config.mesh)   # the loop's mesh (same devices, same order)
+    images = self.models.normalize(batch["image"])
+    tokens = self._tokens(batch["caption_tokens"])
 
     def loss_fn(params):
-      image, text, t = self._features(params, batch)
-      return contrastive_loss(image, text, t, mesh)
+      variables = {"params": params, **state.model_state}
+      if state.model_state:   # the ResNet tower's BatchNorm: batch statistics, updated running ones
+        (image, text, t), model_state = self.model.apply(variables, images, tokens, train=True,
+                                                         mutable=list(state.model_state))
+      else:
+        (image, text, t), model_state = self.model.apply(variables, images, tokens), {}
+      loss, aux = contrastive_loss(image, text, t, mesh)
+      return loss, (aux, model_state)
 
-    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (loss, (aux, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     params = {**params, "logit_scale": jnp.clip(params["logit_scale"], 0.0, MAX_LOGIT_SCALE)}
     metrics = {"loss": loss, "logit_scale": jnp.exp(params["logit_scale"]), **aux,
                "grad_norm": optax.tree.norm(grads)}
-    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
+                         model_state=model_state), metrics
 
   # ---------------------------------------------------------------------------------- features
   def embed_images(self, state: TrainState, batch: Batch) -> jax.Array:
     """L2-normalised image embeddings float32 [B, embed_dim] of batch["image"] ([-1, 1] NHWC)."""
     images = self.models.normalize(batch["image"])
-    return l2_normalize(self.model.apply({"params": self.sampling_params(state)}, images,
-                                         method="encode_image"))
+    return l2_normalize(self.model.apply({"params": self.sampling_params(state), **state.model_state},
+                                         images, method="encode_image"))
 
   def embed_texts(self, state: TrainState, batch: Batch) -> jax.Array:
     """L2-normalised text embeddings float32 [B, embed_dim] of batch["caption_tokens"]."""
     return l2_normalize(self.model.apply({"params": self.sampling_params(state)},
-                                         batch["caption_tokens"], method="encode_text"))
+                                         self._tokens(batch["caption_tokens"]), method="encode_text"))
 
   def logit_scale(self, state: TrainState) -> jax.Array:
     """exp(t), the learned scale of the logits (<= 100)."""
@@ -221,3 +221,48 @@ class CLIP(Method):
   def sample(self, state, rng, num, cond=None):
     raise NotImplementedError("CLIP draws no images (can_sample=False).")
 
+
+
+# ------------------------------------------------------------------------------------- configs
+TINY = dict(embed_dim=64, image_resolution=32, vision_layers=2, vision_width=64, vision_patch_size=8,
+            context_length=40, vocab_size=TOKENIZER_VOCAB["bytes"], transformer_width=64,
+            transformer_heads=2, transformer_layers=2, quick_gelu=True)
+
+
+def base_config(arch: dict) -> ml_collections.ConfigDict:
+  """A CLIP run config for architecture `arch` (jaxgen.models.clip.VIT_B32 / RN50 / TINY) with the
+  paper's optimizer (Radford et al. 2021, Sec. 2.5 and Table 18-20: AdamW b1 0.9, b2 0.98, eps 1e-6,
+  decoupled weight decay 0.2 except on gains / biases, cosine schedule after a 2000-step warm-up);
+  configs/clip/*.py set the data, batch, lr and steps."""
+  from jaxgen.configs import base_config as jaxgen_base  # pylint: disable=g-import-not-at-top
+  c = jaxgen_base()
+  c.method = "clip"
+  # Every key spelled out (0 = the model's default), so that the command line can override them.
+  c.model = ml_collections.ConfigDict(dict(vision_patch_size=0, vision_heads=0, quick_gelu=True,
+                                           dtype="float32"))
+  c.model.update(arch)
+  c.data.image_size = arch["image_resolution"]
+  c.data.channels = 3
+  c.data.caption_max_len = arch["context_length"]
+  c.optim = ml_collections.ConfigDict(dict(
+      name="adamw", lr=5e-4, b1=0.9, b2=0.98, eps=1e-6, weight_decay=0.2, schedule="cosine",
+      warmup_steps=2000, final_lr_frac=0.0, grad_clip=0.0, exclude_bias_and_norm=True))
+  c.optim.rules = no_decay_rules(c.model)
+  c.train.sample_every = 0          # CLIP draws no images
+  c.train.num_samples = 0
+  c.eval.num_samples = 0
+  return c
+
+
+def make_cpu(c: ml_collections.ConfigDict, steps: int, batch: int) -> None:
+  """Sizes a config for CPU runs: `steps` steps of `batch`, lr 1e-3 with a 5 % warm-up, frequent logs."""
+  c.train.batch_size = batch
+  c.train.num_steps = steps
+  c.train.log_every = max(1, min(50, steps // 10))
+  c.train.ckpt_every = steps
+  c.train.eval_every = 0
+  c.optim.lr = 1e-3
+  c.optim.warmup_steps = max(1, steps // 20)
+  c.eval.batch_size = 2 * batch
+  c.eval.num_examples = 10 * batch
+  c.benchmark.batch_size = batch
