@@ -10,8 +10,11 @@ Batches (see jaxgen.methods.base), B = the global batch size (each process gets 
                    data.degrade.factor: "image" (after crop and flip) downsampled, for super-resolution.
   "label"          int32 [B] iff data.num_classes > 0 (with data.classes: the original labels, or
                    positions in data.classes iff data.remap_classes).
-  "caption_tokens" int32 [B, data.caption_max_len] for sources with captions (captions, shapes; see
-                   jaxgen.data.text).
+  "caption_tokens" int32 [B, data.caption_max_len] for sources with captions (captions, shapes), or
+                   made from the labels by data.label_captions (e.g. "a photo of a {}." with the
+                   class names of jaxgen.data.class_names); token ids by data.tokenizer: "bytes"
+                   (UTF-8 bytes + 1) or "clip" (CLIP's BPE, [SOT] ... [EOT], 0-padded); ids lie in
+                   [0, text.vocab_size(data)) (see jaxgen.data.text).
   "index"          int32 [B], only for data.source="none" (no "image"): the global stream positions
                    step * B + row, so the batch still has a batch axis to shard.
   "mask"           float32 [B] in eval batches: 1 real, 0 padding.
@@ -26,6 +29,7 @@ tf/tfds when called. The global order is a function of (seed, epoch) only; see j
 """
 import contextlib
 import functools
+import os
 from typing import Iterator, Optional
 
 import ml_collections
@@ -33,6 +37,7 @@ import numpy as np
 
 from jaxgen.data import order
 from jaxgen.data import sources
+from jaxgen.data import text
 from jaxgen.data.sources import register_arrays
 from jaxgen.errors import ConfigError
 
@@ -107,8 +112,7 @@ def _check_fields(data_cfg) -> None:
                       "only for float arrays).")
   if data_cfg.get("crop", "center") not in ("center", "resize"):
     raise ConfigError(f"data.crop={data_cfg.crop!r} must be 'center' or 'resize'.")
-  if data_cfg.source in CAPTION_SOURCES and data_cfg.caption_max_len < 1:
-    raise ConfigError(f"data.caption_max_len={data_cfg.caption_max_len!r} must be >= 1.")
+  _check_captions(data_cfg)
   if data_cfg.num_classes < 0:
     raise ConfigError(f"data.num_classes={data_cfg.num_classes!r} must be >= 0 (0 = unlabelled).")
   classes = tuple(data_cfg.get("classes", ()))
@@ -128,6 +132,44 @@ def _check_fields(data_cfg) -> None:
                       "change one so that the low-resolution side is an integer.")
   if data_cfg.get("num_eval_examples", 0) < 0:
     raise ConfigError(f"data.num_eval_examples={data_cfg.num_eval_examples!r} must be >= 0.")
+
+
+def has_captions(data_cfg) -> bool:
+  """Whether batches of data_cfg have "caption_tokens" (a captioned source, or label captions)."""
+  return data_cfg.source in CAPTION_SOURCES or bool(data_cfg.get("label_captions"))
+
+
+def _check_captions(data_cfg) -> None:
+  tokenizer = data_cfg.get("tokenizer", "bytes")
+  if tokenizer not in text.TOKENIZERS:
+    raise ConfigError(f"data.tokenizer={tokenizer!r} must be one of {text.TOKENIZERS} (bytes: UTF-8 "
+                      "bytes, vocab 257; clip: CLIP's BPE, vocab 49408).")
+  template = data_cfg.get("label_captions", "")
+  if template:
+    if not isinstance(template, str) or template.count("{}") != 1 or template.count("{") != 1 \
+        or template.count("}") != 1:
+      raise ConfigError(f"data.label_captions={template!r} must be a string with one '{{}}' for the "
+                        "class name and no other braces, e.g. 'a photo of a {}.'.")
+    if data_cfg.source in ("captions", "none"):
+      raise ConfigError(f"data.label_captions={template!r} needs labels; data.source="
+                        f"{data_cfg.source!r} has none: set data.label_captions='' (off).")
+    from jaxgen.data import class_names  # pylint: disable=g-import-not-at-top
+    class_names.for_dataset(data_cfg)   # ConfigError if the dataset's class names are unknown.
+  if not has_captions(data_cfg):
+    return
+  length = data_cfg.caption_max_len
+  least = 3 if tokenizer == "clip" else 1
+  if not isinstance(length, int) or length < least:
+    what = ("CLIP captions are [SOT] + tokens + [EOT]; CLIP uses 77" if tokenizer == "clip"
+            else "byte tokens per caption")
+    raise ConfigError(f"data.caption_max_len={length!r} must be an int >= {least} for "
+                      f"data.tokenizer={tokenizer!r} ({what}).")
+  if tokenizer == "clip":
+    from jaxgen.data import clip_tokenizer  # pylint: disable=g-import-not-at-top
+    path = os.environ.get(clip_tokenizer.ENV)
+    if path and not os.path.isfile(os.path.expanduser(path)):
+      raise ConfigError(f"${clip_tokenizer.ENV}={path!r} (the CLIP BPE vocabulary for "
+                        f"data.tokenizer='clip') is not a file. {clip_tokenizer.WHERE_TO_GET}")
 
 
 def _examples(data_cfg, split: str, load: bool) -> Optional[sources.Examples]:
@@ -184,7 +226,7 @@ def example_batch(data_cfg, batch_size: int) -> dict[str, np.ndarray]:
       batch[p + "low_res"] = np.zeros((batch_size, s // factor, s // factor, c), np.float32)
     if cfg.num_classes > 0:
       batch[p + "label"] = np.zeros((batch_size,), np.int32)
-    if cfg.source in CAPTION_SOURCES:
+    if has_captions(cfg):
       batch[p + "caption_tokens"] = np.zeros((batch_size, cfg.caption_max_len), np.int32)
   return batch
 

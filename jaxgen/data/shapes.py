@@ -18,6 +18,8 @@ always lies inside [cx-r, cx+r] x [cy-r, cy+r], fully in the image, and covers i
   diamond  |dx| + |dy| <= r                            area 2 r^2
   cross    bars of half-width r/3 and half-length r    area 20/9 r^2 ~ 2.22 r^2
 """
+import functools
+
 import numpy as np
 
 from jaxgen.data import order
@@ -55,9 +57,23 @@ def captions(p: dict[str, np.ndarray]) -> list[str]:
           for s, c, b in zip(p["shape"], p["colour"], p["background"])]
 
 
-def draw(index: np.ndarray, split: str, size: int, caption_max_len: int) -> dict[str, np.ndarray]:
+@functools.lru_cache(maxsize=8)
+def caption_table(tokenizer: str, caption_max_len: int) -> np.ndarray:
+  """Token ids of every caption (shape, colour, background), int32 [shapes * colours * backgrounds,
+  caption_max_len], row (2 * shape + colour) * len(BACKGROUNDS) + background: tokenized once."""
+  grid = np.stack(np.meshgrid(np.arange(len(SHAPES)), np.arange(len(COLOURS)),
+                              np.arange(len(BACKGROUNDS)), indexing="ij"), -1).reshape(-1, 3)
+  caps = captions({"shape": grid[:, 0], "colour": grid[:, 1], "background": grid[:, 2]})
+  table = text.tokenize_with(tokenizer, caps, caption_max_len)
+  table.flags.writeable = False
+  return table
+
+
+def draw(index: np.ndarray, split: str, size: int, caption_max_len: int,
+         tokenizer: str = "bytes") -> dict[str, np.ndarray]:
   """Examples `index` (int [n]) of `split` at size x size: {"image": uint8 [n, size, size, 3],
-  "label": int32 [n] in [0, 10), "caption_tokens": int32 [n, caption_max_len]}."""
+  "label": int32 [n] in [0, 10), "caption_tokens": int32 [n, caption_max_len]} (captions tokenized
+  by `tokenizer`, see jaxgen.data.text.TOKENIZERS)."""
   p = params(np.asarray(index, np.int64), split)
   # Pixel centres in units of the image side; [n, size, size] offsets from each shape's centre.
   grid = (np.arange(size) + 0.5) / size
@@ -77,4 +93,5 @@ def draw(index: np.ndarray, split: str, size: int, caption_max_len: int) -> dict
   bg = np.array(list(BACKGROUNDS.values()), np.uint8)[p["background"]]
   image = np.where(inside[..., None], fg[:, None, None, :], bg[:, None, None, :])
   return {"image": image.astype(np.uint8), "label": p["label"].astype(np.int32),
-          "caption_tokens": text.tokenize(captions(p), caption_max_len)}
+          "caption_tokens": caption_table(tokenizer, caption_max_len)[
+              p["label"] * len(BACKGROUNDS) + p["background"]]}

@@ -91,6 +91,8 @@ def get(data_cfg, split: str, load: bool) -> Optional[Examples]:
   ex = globals()[f"_{source}"](data_cfg, split, load)
   if ex is not None:
     ex = _select_classes(ex, data_cfg, split)
+    if data_cfg.get("label_captions"):
+      ex = _label_captions(ex, data_cfg)
   cap = data_cfg.get("num_train_examples", -1)
   if ex is not None and ex.size is not None and split == data_cfg.train_split and 0 < cap < ex.size:
     ex = dataclasses.replace(ex, size=cap)  # Indices [0, cap) = the first `cap` examples.
@@ -133,6 +135,30 @@ def _select_classes(ex: Examples, data_cfg, split: str) -> Examples:
                   lambda: new_label[ex.labels()[keep]])
 
 
+def _label_captions(ex: Examples, data_cfg) -> Examples:
+  """"caption_tokens" made from each example's label: data.label_captions with "{}" replaced by
+  the class name (jaxgen.data.class_names), tokenized once per class (not per step)."""
+  from jaxgen.data import class_names  # pylint: disable=g-import-not-at-top
+  if not ex.num_classes or "label" not in ex.spec:
+    raise ConfigError(f"data.label_captions={data_cfg.label_captions!r} needs labels, but data.source="
+                      f"{data_cfg.source!r} has none; set data.label_captions='' (off).")
+  names = class_names.for_dataset(data_cfg)
+  if len(names) < ex.num_classes:
+    raise ConfigError(f"data.label_captions: {len(names)} class names for the {ex.num_classes} "
+                      f"classes of data.source={data_cfg.source!r}.")
+  table = text.tokenize_captions(data_cfg, [data_cfg.label_captions.format(n) for n in names])
+  spec = dict(ex.spec, caption_tokens=(np.int32, (data_cfg.caption_max_len,)))
+  read = ex.read
+
+  def read_with_captions(index):
+    out = read(index)
+    out["caption_tokens"] = table[out["label"]]
+    return out
+
+  return dataclasses.replace(ex, spec=spec,
+                             read=read_with_captions if read is not None else None)
+
+
 def _array_examples(images: np.ndarray, labels: Optional[np.ndarray], num_classes: int,
                     load: bool) -> Examples:
   spec = {"image": (images.dtype.type, images.shape[1:])}
@@ -155,7 +181,8 @@ def _shapes(data_cfg, split: str, load: bool) -> Examples:
   size, max_len = data_cfg.image_size, data_cfg.caption_max_len
   spec = {"image": (np.uint8, (size, size, 3)), "label": (np.int32, ()),
           "caption_tokens": (np.int32, (max_len,))}
-  read = functools.partial(shapes.draw, split=split, size=size, caption_max_len=max_len)
+  read = functools.partial(shapes.draw, split=split, size=size, caption_max_len=max_len,
+                           tokenizer=text.tokenizer_name(data_cfg))
   # Training on more than SPLIT_SIZES["train"] examples is allowed via num_train_examples.
   n = shapes.SPLIT_SIZES[split]
   if split == data_cfg.train_split and data_cfg.get("num_train_examples", -1) > 0:
@@ -253,7 +280,7 @@ def _captions(data_cfg, split: str, load: bool) -> Examples:
   missing = [p for p in paths if not os.path.isfile(p)]
   if missing:
     raise ConfigError(f"{file} names {len(missing)} missing image(s), e.g. {missing[0]!r}.")
-  tokens = text.tokenize([r["caption"] for r in rows], data_cfg.caption_max_len)
+  tokens = text.tokenize_captions(data_cfg, [r["caption"] for r in rows])
   return _file_examples(paths, None, tokens, 0, load)
 
 
