@@ -23,7 +23,7 @@ from jaxgen.data import shapes
 from jaxgen.data import sources
 from jaxgen.data import text
 from jaxgen.errors import ConfigError
-from jaxgen.metrics.weights import WeightsError
+from jaxgen.metrics.weights import WeightsError, cache_dir
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 GOLDEN = REPO / "tests" / "golden" / "clip_tokenizer.npz"
@@ -103,7 +103,9 @@ def test_decode_encode_round_trip_on_cleaned_text(tok, golden):
 
 
 def test_vocabulary_hash_is_verified_and_tampered_files_rejected(tmp_path, monkeypatch):
-  good = ct.vocab_file()
+  monkeypatch.delenv(ct.ENV, raising=False)
+  good = ct.vocab_file()   # fetched from PyPI into the cache on first use
+  assert good == cache_dir() / "clip" / "bpe_simple_vocab_16e6.txt.gz"
   assert good.stat().st_size == ct.VOCAB_BYTES
   with pytest.raises(WeightsError, match="does not exist.*pip download --no-deps open-clip-torch"):
     ct.Tokenizer(tmp_path / "missing.txt.gz")
@@ -183,6 +185,19 @@ def test_label_captions_from_cifar10_class_names(tok, cifar_folder):
   out = sources.get(sub, "test", load=True).read(np.arange(6))
   assert text.detokenize(out["caption_tokens"]) == ["a photo of a cat."] * 3 + ["a photo of a dog."] * 3
   np.testing.assert_array_equal(out["label"], [1, 1, 1, 0, 0, 0])
+
+
+def test_label_captions_on_real_mnist_with_clips_mnist_prompt(tok, mnist_numpy):
+  images, labels = mnist_numpy["test"]
+  D.register_arrays("mnist", images[:50], labels[:50])
+  (template,) = prompts.templates("mnist")
+  cfg = _cfg(source="arrays", name="mnist", num_classes=10, channels=1, image_size=28,
+             tokenizer="clip", caption_max_len=16, label_captions=template)
+  D.validate(cfg)
+  out = sources.get(cfg, "test", load=True).read(np.arange(50))
+  np.testing.assert_array_equal(out["label"], labels[:50])
+  np.testing.assert_array_equal(out["caption_tokens"],
+                                tok([f'a photo of the number: "{k}".' for k in labels[:50]], 16))
 
 
 def test_class_names_and_prompt_templates():
