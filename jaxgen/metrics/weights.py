@@ -93,6 +93,11 @@ _DTYPES = {"FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage
            "CharStorage": np.int8, "ByteStorage": np.uint8, "BoolStorage": np.bool_}
 
 
+class _StateDict(dict):
+  """collections.OrderedDict as a torch state dict pickles it: a dict that also takes the
+  attributes the pickle sets on it (`_metadata`, the modules' versions)."""
+
+
 class _LazyStorage:
   """A storage of the legacy format, whose bytes come after the pickle that refers to it."""
 
@@ -128,7 +133,7 @@ class _SafeUnpickler(pickle.Unpickler):
     if module == "torch" and name in _DTYPES:
       return name  # A storage type; only ever used as a tag in persistent ids.
     if (module, name) == ("collections", "OrderedDict"):
-      return dict
+      return _StateDict
     if module == "torch.jit._pickle" and name in ("build_intlist", "build_doublelist",
                                                   "build_boollist"):
       return list
