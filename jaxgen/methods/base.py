@@ -87,6 +87,12 @@ class Method:
     `cond`: None or a dict with `cond_keys`, arrays [num, ...]; None = `default_cond(num)`."""
     raise NotImplementedError
 
+  def timed_functions(self) -> dict:
+    """Functions of (state, batch) -> arrays that `--mode benchmark` times besides the train step,
+    by name (e.g. CLIP's {"image_encode": ..., "text_encode": ...}); reported as <name>_per_s, rows
+    of the batch per second. {} for most methods."""
+    return {}
+
   def eval_step(self, state: TrainState, batch: Batch, rng: jax.Array) -> dict:
     """Per-example evaluation metrics: dict name -> float32 [B]. The evaluator averages them over
     real examples (batch["mask"]). Methods without likelihood-type metrics return {}."""
