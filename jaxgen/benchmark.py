@@ -5,7 +5,8 @@ Reports AOT compile time, median step time (wall and CPU) over timed steps after
 known, and peak memory where the backend reports it. No data is read, so this needs no dataset (and
 no TensorFlow). With config.benchmark.sample_batch > 0 it also times the method's sampler as
 configured (e.g. 50-step DDIM with `configs/diffusion/ddim_cifar10.py:50`): compile time and
-images/s of one sampling call.
+images/s of one sampling call. Functions a method names in `timed_functions()` (CLIP's image and text
+encoders) are timed on the same batch: <name>_per_s rows per second.
 """
 import json
 import os
@@ -106,6 +107,17 @@ def benchmark(config: ml_collections.ConfigDict) -> dict:
                 "sample_compile_s": t_compile, "sample_s": sample_s,
                 "sample_images_per_s": bc.sample_batch / sample_s,
                 "sample_images_per_s_per_device": bc.sample_batch / sample_s / n_dev}
+  timed_figures = {}
+  for name, fn in method.timed_functions().items():   # e.g. CLIP's image / text encoding
+    compiled_fn = jax.jit(fn).lower(state, batch).compile()
+    fn_times = []
+    for i in range(bc.warmup_steps + bc.steps):
+      t = time.perf_counter()
+      jax.block_until_ready(compiled_fn(state, batch))
+      if i >= bc.warmup_steps:
+        fn_times.append(time.perf_counter() - t)
+    timed_figures[f"{name}_s_median"] = statistics.median(fn_times)
+    timed_figures[f"{name}_per_s"] = batch_size / statistics.median(fn_times)
   device = jax.devices()[0]
   peak = device_peak_flops(device)
   mem = device.memory_stats() or {}
@@ -133,6 +145,7 @@ def benchmark(config: ml_collections.ConfigDict) -> dict:
       "peak_memory_bytes": mem.get("peak_bytes_in_use"),
       "final_loss": float(jax.device_get(metrics["loss"])),
       **sample_figures,
+      **timed_figures,
   }
   return result
 
@@ -178,6 +191,8 @@ def format_table(result: dict) -> str:
              ("sampling time", f"{result['sample_s']:.2f} s"),
              ("sampled images/s", f"{result['sample_images_per_s']:.2f}"),
              ("sampled images/s/device", f"{result['sample_images_per_s_per_device']:.2f}")]
+  rows += [(f"{k[:-len('_per_s')]} rows/s", f"{v:.2f}") for k, v in result.items()
+           if k.endswith("_per_s") and not k.startswith(("images", "sample"))]
   width = max(len(r[0]) for r in rows)
   return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 

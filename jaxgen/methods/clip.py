@@ -214,9 +214,8 @@ class CLIP(Method):
     return jnp.exp(self.sampling_params(state)["logit_scale"])
 
   def timed_functions(self) -> dict:
-    """Functions of (state, batch) that `--mode benchmark` times besides the train step, by the
-    name of the batch key whose rows they count: image and text encoding throughput."""
-    return {"image": self.embed_images, "caption_tokens": self.embed_texts}
+    """Image and text encoding, timed by `--mode benchmark` (images/s, texts/s)."""
+    return {"image_encode": self.embed_images, "text_encode": self.embed_texts}
 
   def sample(self, state, rng, num, cond=None):
     raise NotImplementedError("CLIP draws no images (can_sample=False).")
