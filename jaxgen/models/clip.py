@@ -244,6 +244,13 @@ def _avg_pool(x: jax.Array, s: int) -> jax.Array:
   return nn.avg_pool(x, (s, s), strides=(s, s), padding="VALID") if s > 1 else x
 
 
+def _batch_norm(train: bool, dtype: Any, name: str, scale_init=nn.initializers.ones) -> BatchNorm:
+  """torch BatchNorm2d (momentum 0.1, i.e. flax momentum 0.9; eps 1e-5): batch statistics and a
+  running-average update when `train`, the running averages otherwise."""
+  return BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
+                   scale_init=scale_init, name=name)
+
+
 class Bottleneck(nn.Module):
   """OpenAI's anti-aliased Bottleneck (expansion 4): [B, H, W, inplanes] -> [B, H/s, W/s, 4 planes]."""
   planes: int
@@ -252,9 +259,7 @@ class Bottleneck(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    bn = lambda name, init=nn.initializers.ones: BatchNorm(  # torch momentum 0.1, eps 1e-5
-        use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype,
-        scale_init=init, name=name)
+    bn = lambda name, init=nn.initializers.ones: _batch_norm(train, self.dtype, name, init)
     conv = lambda c, k, name: Conv(c, (k, k), padding=((k // 2, k // 2),) * 2, use_bias=False,
                                    dtype=self.dtype, kernel_init=_TORCH_KERNEL, name=name)
     out = nn.relu(bn("bn1")(conv(self.planes, 1, "conv1")(x)))
@@ -309,8 +314,7 @@ class ModifiedResNet(nn.Module):
     for i, c in enumerate((w // 2, w // 2, w)):
       x = Conv(c, (3, 3), strides=2 if i == 0 else 1, padding=((1, 1), (1, 1)), use_bias=False,
                dtype=self.dtype, kernel_init=_TORCH_KERNEL, name=f"conv{i + 1}")(x)
-      x = nn.relu(BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                            dtype=self.dtype, name=f"bn{i + 1}")(x))
+      x = nn.relu(_batch_norm(train, self.dtype, f"bn{i + 1}")(x))
     x = _avg_pool(x, 2)
     for s, blocks in enumerate(self.layers):
       for j in range(blocks):
