@@ -209,59 +209,60 @@ class _BothEmbeddings:
 class CLIPScore(Evaluator):
   """CLIPScore of generated samples against their caption conditioning."""
 
-  def validate(self) -> None:
-    if "clip" not in (self.config.get("pretrained") or {}) and not self._entry().get("workdir") \
-        and not self._entry().get("file"):
-      raise ConfigError("config.eval.evaluators includes 'clip_score' but no CLIP is given: set "
-                        "config.eval.clip.workdir to a CLIP run (or .file + .converter with "
-                        "config.eval.clip_model), or declare config.pretrained.clip.")
-
   def _entry(self) -> ml_collections.ConfigDict:
     return self.config.eval.get("clip") or ml_collections.ConfigDict()
 
+  def validate(self) -> None:
+    e = self._entry()
+    if not (e.get("workdir") or e.get("file") or "clip" in (self.config.get("pretrained") or {})):
+      raise ConfigError("config.eval.evaluators includes 'clip_score' but no CLIP is given: set "
+                        "config.eval.clip.workdir to a CLIP run (or .file + .converter, with "
+                        "config.eval.clip_model its architecture), or declare config.pretrained.clip.")
+    if not e.get("workdir") and "clip_model" not in self.config.eval:
+      raise ConfigError("clip_score: config.eval.clip_model (the CLIP architecture, e.g. "
+                        "jaxgen.models.clip.VIT_B32) is needed unless config.eval.clip.workdir names "
+                        "a CLIP run, whose config carries it.")
+
   def _clip(self, ctx: Context):
-    """(CLIP method built from its config, params)."""
+    """(model, params): state.frozen["clip"] when the method declares that part, else loaded from
+    config.eval.clip (a CLIP run's sampling params, or a file through its converter)."""
     from jaxgen import pretrained  # pylint: disable=g-import-not-at-top
-    from jaxgen.methods import clip as clip_method  # pylint: disable=g-import-not-at-top
-    entry = self._entry()
-    holder = ml_collections.ConfigDict({"pretrained": {"clip": pretrained.part_defaults()}})
-    if entry.get("workdir") or entry.get("file"):
-      holder.pretrained.clip.update(dict(entry))
-    else:
-      holder.pretrained.clip.update(dict(self.config.pretrained.clip))
-    p = holder.pretrained.clip
-    if p.workdir:
-      model_cfg = pretrained.run_config(p.workdir, p.step, "config.eval.clip").model
+    from jaxgen.models import clip as models  # pylint: disable=g-import-not-at-top
+    e = self._entry()
+    if e.get("workdir"):
+      model_cfg = pretrained.run_config(e.workdir, e.get("step", -1), "config.eval.clip").model
     else:
       model_cfg = self.config.eval.clip_model
-    cfg = ml_collections.ConfigDict({"model": model_cfg})
-    from jaxgen.models import clip as models  # pylint: disable=g-import-not-at-top
-    model = models.from_config(cfg.model)
-    params = ctx.state.frozen.get("clip") if ctx.state.frozen else None
+    params = (ctx.state.frozen or {}).get("clip")
     if params is None:
+      holder = ml_collections.ConfigDict({"pretrained": {"clip": pretrained.part_defaults()}})
+      holder.pretrained.clip.update(dict(e))
       params = pretrained.load(holder, "clip", ctx.mesh)
-    return model, models, params, clip_method
+    return models.from_config(model_cfg), params
 
   def __call__(self, ctx: Context) -> dict:
-    model, models, params, clip_method = self._clip(ctx)
+    from jaxgen.methods import clip as clip_method  # pylint: disable=g-import-not-at-top
+    from jaxgen.models import clip as models  # pylint: disable=g-import-not-at-top
+    model, params = self._clip(ctx)
     num = self.config.eval.get("clip_score_num_samples", self.config.eval.num_samples)
     samples, cond = ctx.generate(num, "clip_score")
     if not cond or "caption_tokens" not in cond:
       raise ConfigError("clip_score: the samples carry no caption_tokens conditioning; it scores "
                         "text-conditioned generators.")
-    res = model.image_resolution if hasattr(model, "image_resolution") else None
-    res = res or int(self.config.eval.get("clip_model", {}).get("image_resolution", samples.shape[1]))
+    res, length = model.image_resolution, model.context_length
 
     @jax.jit
-    def embed(images, tokens):
-      if images.shape[1] != res:
+    def embed(params, images, tokens):
+      if images.shape[1] != res:   # OpenAI's preprocessing: bicubic resize of the square image
         images = jax.image.resize(images, (images.shape[0], res, res, images.shape[3]), "bicubic")
       images = models.normalize(jnp.clip(images, -1, 1))
+      tokens = jnp.pad(tokens, ((0, 0), (0, length - tokens.shape[1])))
       v = {"params": params}
       return (clip_method.l2_normalize(model.apply(v, images, method="encode_image")),
               clip_method.l2_normalize(model.apply(v, tokens, method="encode_text")))
 
     bs = self.config.eval.batch_size
-    img, txt = zip(*[embed(jnp.asarray(samples[i:i + bs]), jnp.asarray(cond["caption_tokens"][i:i + bs]))
+    img, txt = zip(*[embed(params, jnp.asarray(samples[i:i + bs]),
+                           jnp.asarray(cond["caption_tokens"][i:i + bs]))
                      for i in range(0, len(samples), bs)])
     return clip_score(np.concatenate(img), np.concatenate(txt))
