@@ -17,15 +17,4 @@ from jaxgen.methods import clip
 
 def get_config(arg=None) -> ml_collections.ConfigDict:
   args = parse_arg(arg, tiny=False, steps=2000)
-  c = clip.base_config(clip.TINY)
-  c.data.source = "tfds"
-  c.data.name = "cifar10"
-  c.data.num_classes = 10
-  c.data.random_flip = True
-  c.data.label_captions = "a photo of a {}."
-  clip.make_cpu(c, steps=args.steps, batch=64)
-  c.eval.evaluators = ("zero_shot",)
-  c.eval.zero_shot_templates = "cifar10"
-  if args.tiny:
-    clip.make_cpu(c, steps=20, batch=16)
-  return c
+  return clip.label_caption_config('cifar10', "a photo of a {}.", "cifar10", args.steps, args.tiny)

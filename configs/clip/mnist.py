@@ -15,14 +15,4 @@ from jaxgen.methods import clip
 
 def get_config(arg=None) -> ml_collections.ConfigDict:
   args = parse_arg(arg, tiny=False, steps=1000)
-  c = clip.base_config(clip.TINY)
-  c.data.source = "tfds"
-  c.data.name = "mnist"
-  c.data.num_classes = 10
-  c.data.label_captions = 'a photo of the number: "{}".'
-  clip.make_cpu(c, steps=args.steps, batch=64)
-  c.eval.evaluators = ("zero_shot",)
-  c.eval.zero_shot_templates = "mnist"
-  if args.tiny:
-    clip.make_cpu(c, steps=20, batch=16)
-  return c
+  return clip.label_caption_config('mnist', 'a photo of the number: "{}".', "mnist", args.steps, args.tiny)

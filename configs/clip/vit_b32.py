@@ -28,16 +28,4 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     c = clip.base_config(clip.TINY)
     clip.make_cpu(c, steps=20, batch=16)
     return c
-  c = clip.base_config(models.VIT_B32)
-  c.data.source = "captions"
-  c.data.tokenizer = "clip"
-  c.optim.lr = 5e-4
-  c.optim.b2 = 0.98
-  c.optim.eps = 1e-6
-  c.train.batch_size = args.batch
-  c.train.num_steps = 32 * 400_000_000 // 32768   # 32 epochs of 400M pairs at batch 32,768
-  c.train.log_every = 100
-  c.train.ckpt_every = 2000
-  c.model.dtype = "bfloat16"
-  c.benchmark.batch_size = 256
-  return c
+  return clip.paper_config(models.VIT_B32, b2=0.98, eps=1e-6, batch=args.batch)

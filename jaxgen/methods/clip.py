@@ -265,3 +265,39 @@ def make_cpu(c: ml_collections.ConfigDict, steps: int, batch: int) -> None:
   c.eval.batch_size = 2 * batch
   c.eval.num_examples = 10 * batch
   c.benchmark.batch_size = batch
+
+
+def paper_config(arch: dict, b2: float, eps: float, batch: int) -> ml_collections.ConfigDict:
+  """The paper's run of `arch` (Tables 18-20): lr 5e-4, 32 epochs of 400M pairs at `batch`, AdamW
+  b2 / eps (ViT 0.98 / 1e-6, ResNet 0.999 / 1e-8), bfloat16 compute, the BPE tokenizer, captions
+  from a folder (config.data.path)."""
+  c = base_config(arch)
+  c.data.source = "captions"
+  c.data.tokenizer = "clip"
+  c.optim.lr = 5e-4
+  c.optim.b2 = b2
+  c.optim.eps = eps
+  c.train.batch_size = batch
+  c.train.num_steps = 32 * 400_000_000 // batch
+  c.train.log_every = 100
+  c.train.ckpt_every = 2000
+  c.model.dtype = "bfloat16"
+  c.benchmark.batch_size = 256
+  return c
+
+
+def label_caption_config(tfds_name: str, caption: str, templates: str, steps: int,
+                         tiny: bool) -> ml_collections.ConfigDict:
+  """A CPU-sized CLIP (TINY) on a labelled TFDS dataset with captions made from its class names
+  (`caption`, e.g. "a photo of a {}."), zero-shot evaluated with the named prompt `templates`."""
+  c = base_config(TINY)
+  c.data.source = "tfds"
+  c.data.name = tfds_name
+  c.data.num_classes = 10
+  c.data.label_captions = caption
+  make_cpu(c, steps=steps, batch=64)
+  c.eval.evaluators = ("zero_shot",)
+  c.eval.zero_shot_templates = templates
+  if tiny:
+    make_cpu(c, steps=20, batch=16)
+  return c
