@@ -41,7 +41,8 @@ def clip_model(a: dict) -> transformers.CLIPModel:
       vocab_size=a["vocab_size"], hidden_size=a["transformer_width"],
       intermediate_size=4 * a["transformer_width"], num_hidden_layers=a["transformer_layers"],
       num_attention_heads=a["transformer_heads"], max_position_embeddings=a["context_length"],
-      hidden_act="quick_gelu", layer_norm_eps=1e-5, eos_token_id=a["vocab_size"] - 1)
+      hidden_act="quick_gelu", layer_norm_eps=1e-5, pad_token_id=0, bos_token_id=a["vocab_size"] - 2,
+      eos_token_id=a["vocab_size"] - 1)
   vision = transformers.CLIPVisionConfig(
       hidden_size=a["vision_width"], intermediate_size=4 * a["vision_width"],
       num_hidden_layers=a["vision_layers"], num_attention_heads=max(1, a["vision_width"] // 64),
