@@ -10,7 +10,14 @@ tokenizer, embed_dim 64; AdamW as the paper (b2 0.98, eps 1e-6, wd 0.2 off gains
 lr 1e-3 with a short warm-up and cosine decay. Evaluated by zero-shot classification of the 10
 shape x colour classes (class names through one template per background, averaged) and by
 image <-> caption retrieval on the test split. No paper number: chance is 10 % top-1; the learning
-check in tests/test_clip.py states what a short run reaches.
+check in tests/test_clip.py states what a short run reaches (100 steps at lr 3e-3: zero-shot top-1
+0.205, top-5 1.0; text -> image recall@5 0.83: the colour is learnt first, the shape later).
+
+Benchmark beside the PyTorch peer (transformers CLIPModel of the same sizes, 240,961 params both):
+  python -m jaxgen.main --config=configs/clip/shapes.py --mode=benchmark --workdir=/tmp/b \
+      --config.benchmark.batch_size=64 && python launch/peer_torch_clip.py --arch tiny --batch 64
+Measured on the loaded 2-core host (load ~8, rough): train step 0.47 s (134.8 images/s) vs torch
+4.1 s (15.6 images/s); image encoding 2272 vs 69 images/s, text encoding 802 vs 253 texts/s.
 """
 import ml_collections
 

@@ -34,13 +34,12 @@ import optax
 from jax.sharding import PartitionSpec as P
 
 from jaxgen import optim, parallel
+from jaxgen.data import text
 from jaxgen.methods.base import Batch, ConfigError, Method
 from jaxgen.state import TrainState
 
 INIT_LOGIT_SCALE = math.log(1 / 0.07)
 MAX_LOGIT_SCALE = math.log(100.0)
-# Byte tokenizer (jaxgen.data.text) and CLIP's BPE: vocabulary sizes by config.data.tokenizer.
-TOKENIZER_VOCAB = {"bytes": 257, "clip": 49_408}
 
 
 def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
@@ -106,10 +105,6 @@ def no_decay_rules(model_cfg) -> ml_collections.ConfigDict:
   return rules
 
 
-def data_vocab_size(data_cfg) -> int:
-  return TOKENIZER_VOCAB.get(data_cfg.get("tokenizer", "bytes"), 0)
-
-
 class CLIP(Method):
   """Contrastive image-text training; see the module docstring for the config it reads."""
   can_sample = False
@@ -148,7 +143,7 @@ class CLIP(Method):
                         f"config.data.caption_max_len={c.data.caption_max_len}: the text tower has "
                         "a position for each token; raise context_length or lower caption_max_len "
                         "(CLIP: 77 both).")
-    vocab = data_vocab_size(c.data)
+    vocab = text.vocab_size(c.data)
     if m.vocab_size < vocab:
       raise ConfigError(f"config.model.vocab_size={m.vocab_size} is smaller than the tokenizer's "
                         f"{vocab} (config.data.tokenizer={c.data.get('tokenizer', 'bytes')!r}); set "
@@ -224,7 +219,7 @@ class CLIP(Method):
 
 # ------------------------------------------------------------------------------------- configs
 TINY = dict(embed_dim=64, image_resolution=32, vision_layers=2, vision_width=64, vision_patch_size=8,
-            context_length=40, vocab_size=TOKENIZER_VOCAB["bytes"], transformer_width=64,
+            context_length=40, vocab_size=text.VOCAB_SIZE, transformer_width=64,
             transformer_heads=2, transformer_layers=2, quick_gelu=True)
 
 

@@ -98,19 +98,6 @@ def clip_score(image_emb: np.ndarray, text_emb: np.ndarray, w: float = CLIP_SCOR
   return {"clip_score": float(np.mean(w * pos)), "clip_score_100": float(np.mean(100 * pos))}
 
 
-# ----------------------------------------------------------------------------------- tokenizing
-def tokenize(data_cfg, texts: Sequence[str]) -> np.ndarray:
-  """Texts as the data pipeline tokenizes captions (config.data.tokenizer): int32 [N, L]."""
-  name = data_cfg.get("tokenizer", "bytes")
-  if name == "bytes":
-    from jaxgen.data import text  # pylint: disable=g-import-not-at-top
-    return text.tokenize(list(texts), data_cfg.caption_max_len)
-  from jaxgen import data  # pylint: disable=g-import-not-at-top
-  if not hasattr(data, "tokenize"):
-    raise ConfigError(f"config.data.tokenizer={name!r}: jaxgen.data has no tokenize(data_cfg, texts).")
-  return np.asarray(data.tokenize(data_cfg, list(texts)), np.int32)
-
-
 def _needs_embeddings(config, name: str) -> None:
   from jaxgen import registry  # pylint: disable=g-import-not-at-top
   cls = registry.get_method_class(config.method)
@@ -167,7 +154,8 @@ class ZeroShot(Evaluator):
   def __call__(self, ctx: Context) -> dict:
     names, templates = self.class_names(), self.templates()
     prompts = [t.format(n) for n in names for t in templates]
-    tokens = tokenize(self.config.data, prompts)
+    from jaxgen.data import text  # pylint: disable=g-import-not-at-top
+    tokens = text.tokenize_captions(self.config.data, prompts)
     text = _embed_tokens(ctx.method, ctx.state, tokens, self.config.eval.batch_size)
     weights = class_embeddings(text.reshape(len(names), len(templates), -1))
     images, fields = ctx.embed(ctx.method.embed_images)
