@@ -14,7 +14,8 @@ twice this.
 Optimizer: config.optim (LARS in the configs: jaxgen.optim's lars with SimCLR's trust coefficient
 1e-3, momentum 0.9 and biases / BN params excluded from decay and adaptation), its lr scaled by the
 batch size as SimCLR's --learning_rate_scaling: config.simclr.lr_scaling = "linear" -> lr * B / 256,
-"sqrt" -> lr * sqrt(B), "none" -> lr as given. config.simclr: temperature, strength (colour jitter s),
+"sqrt" -> lr * sqrt(B), "none" -> lr as given (the loop's logged `lr` is config.optim's schedule
+before this scaling; `peak_lr()` gives the scaled peak). config.simclr: temperature, strength (colour jitter s),
 blur (Gaussian blur, ImageNet), resize ("cubic" as SimCLR, or "linear").
 
 Features for evaluation: `embed_images(state, batch)` = the encoder's h (before the head) of
