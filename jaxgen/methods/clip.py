@@ -148,6 +148,11 @@ class CLIP(Method):
       raise ConfigError(f"config.model.vocab_size={m.vocab_size} is smaller than the tokenizer's "
                         f"{vocab} (config.data.tokenizer={c.data.get('tokenizer', 'bytes')!r}); set "
                         f"config.model.vocab_size={vocab}.")
+    if c.data.get("tokenizer", "bytes") != "clip" and m.get("text_pool", "argmax") == "argmax":
+      raise ConfigError(f"config.model.text_pool='argmax' pools each caption at its largest token "
+                        f"id, which is CLIP's end token only with config.data.tokenizer='clip' (here "
+                        f"{c.data.get('tokenizer', 'bytes')!r}: the caption's largest byte); set "
+                        "config.model.text_pool='last' or config.data.tokenizer='clip'.")
     if c.train.get("ema_decay", 0.0):
       raise ConfigError(f"config.train.ema_decay={c.train.ema_decay}: CLIP keeps no EMA (nor does "
                         "the paper); set it to 0.")
@@ -220,7 +225,7 @@ class CLIP(Method):
 # ------------------------------------------------------------------------------------- configs
 TINY = dict(embed_dim=64, image_resolution=32, vision_layers=2, vision_width=64, vision_patch_size=8,
             context_length=40, vocab_size=text.VOCAB_SIZE, transformer_width=64,
-            transformer_heads=2, transformer_layers=2, quick_gelu=True)
+            transformer_heads=2, transformer_layers=2, quick_gelu=True, text_pool="last")
 
 
 def base_config(arch: dict) -> ml_collections.ConfigDict:
@@ -233,7 +238,7 @@ def base_config(arch: dict) -> ml_collections.ConfigDict:
   c.method = "clip"
   # Every key spelled out (0 = the model's default), so that the command line can override them.
   c.model = ml_collections.ConfigDict(dict(vision_patch_size=0, vision_heads=0, quick_gelu=True,
-                                           dtype="float32"))
+                                           text_pool="argmax", dtype="float32"))
   c.model.update(arch)
   c.data.image_size = arch["image_resolution"]
   c.data.channels = 3

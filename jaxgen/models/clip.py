@@ -4,8 +4,10 @@ A port of openai/CLIP `clip/model.py` (the layout open_clip and the released wei
 
   text      token embedding + learned positional embedding, `transformer_layers` pre-LN residual
             attention blocks (x + attn(ln_1(x)), x + mlp(ln_2(x)), MLP width 4x) with a causal mask,
-            ln_final, the feature at the EOT token (argmax of the token ids, as OpenAI: the EOT id
-            is the largest in the vocabulary), @ text_projection
+            ln_final, the feature at the EOT token (`text_pool="argmax"`: argmax of the token ids,
+            as OpenAI: the EOT id is the largest in the vocabulary; `"last"`: the last non-zero
+            token, for tokenizers without such an end token, e.g. jaxgen's byte tokenizer, whose
+            argmax is just the caption's largest byte), @ text_projection
   ViT       conv patch embedding (no bias), class token, positional embedding, ln_pre, transformer
             (no mask), ln_post on the class token, @ proj
   ResNet    3-conv stem (3x3 convs: stride 2, 1, 1; BatchNorm + ReLU each) + 2x2 average pool,
@@ -339,6 +341,7 @@ class CLIP(nn.Module):
   transformer_layers: int
   quick_gelu: bool = True
   vision_heads: Optional[int] = None
+  text_pool: str = "argmax"     # "argmax" (OpenAI: EOT has the largest id) | "last" (last non-zero)
   dtype: Any = jnp.float32
 
   @property
@@ -384,7 +387,11 @@ class CLIP(nn.Module):
                        f"(context_length), got {tokens.shape}.")
     x = self.token_embedding(tokens) + self.positional_embedding.astype(self.dtype)
     x = self.transformer(x)
-    x = x[jnp.arange(x.shape[0]), jnp.argmax(tokens, axis=-1)]   # the EOT token (largest id)
+    if self.text_pool == "last":   # the last non-padding token
+      eot = tokens.shape[1] - 1 - jnp.argmax((tokens != 0)[:, ::-1], axis=-1)
+    else:                          # the EOT token (the largest id)
+      eot = jnp.argmax(tokens, axis=-1)
+    x = x[jnp.arange(x.shape[0]), eot]
     x = _ln(x, self.dtype, module=self.ln_final)
     return x @ self.text_projection.astype(self.dtype)
 
@@ -426,6 +433,10 @@ def from_config(model_cfg: Mapping) -> CLIP:
                       f"{feat}; set config.model.vision_heads.")
   if th < 1 or tw % th:
     raise ConfigError(f"config.model.transformer_heads={th} must divide transformer_width={tw}.")
+  pool = _get(model_cfg, "text_pool") or "argmax"
+  if pool not in ("argmax", "last"):
+    raise ConfigError(f"config.model.text_pool={pool!r} is unknown; use 'argmax' (CLIP's BPE "
+                      "tokenizer, OpenAI's rule) or 'last' (the last non-padding token).")
   return CLIP(embed_dim=int(model_cfg["embed_dim"]), image_resolution=res,
               vision_layers=tuple(int(n) for n in layers) if resnet else int(layers),
               vision_width=width, vision_patch_size=None if resnet else int(patch),
@@ -433,7 +444,7 @@ def from_config(model_cfg: Mapping) -> CLIP:
               vocab_size=int(model_cfg["vocab_size"]), transformer_width=tw, transformer_heads=th,
               transformer_layers=int(model_cfg["transformer_layers"]),
               quick_gelu=bool(_get(model_cfg, "quick_gelu", True)),
-              vision_heads=int(vheads), dtype=parse_dtype(_get(model_cfg, "dtype", "float32")))
+              text_pool=pool, vision_heads=int(vheads), dtype=parse_dtype(_get(model_cfg, "dtype", "float32")))
 
 
 def abstract_variables(model_cfg: Mapping) -> dict:
