@@ -10,6 +10,9 @@ CODE = """
 import sys
 import jaxgen.models.vae, jaxgen.models.dcgan, jaxgen.models.unet, jaxgen.models.noisy_classifier
 import jaxgen.methods.vae, jaxgen.methods.gan, jaxgen.methods.diffusion
+import jaxgen.models.clip, jaxgen.models.resnet, jaxgen.methods.clip, jaxgen.methods.simclr
+import jaxgen.augment, jaxgen.metrics.probe, jaxgen.metrics.contrastive, jaxgen.weights.clip
+import jaxgen.data.clip_tokenizer, jaxgen.data.class_names, jaxgen.data.prompts
 import jaxgen.nn.blocks, jaxgen.nn.attention, jaxgen.nn.conv, jaxgen.nn.embeddings, jaxgen.nn.linear
 import jaxgen.diffusion.samplers, jaxgen.metrics, jaxgen.benchmark, jaxgen.train, jaxgen.evaluate
 assert 'tensorflow' not in sys.modules, 'importing jaxgen imported tensorflow'
