@@ -18,6 +18,21 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import jaxgen  # noqa: E402,F401  (sets the CPU XLA defaults before JAX starts)
+import jax  # noqa: E402
+
+# One persistent compilation cache per test session: many tests compile the same step / sampler of the
+# same :tiny config (resume tests recompile what they compiled before the interruption), and XLA:CPU
+# compilation is a large part of the suite's time. A fresh directory each session, so CI and local runs
+# never reuse executables across jaxgen or jaxlib versions.
+import atexit  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+if not os.environ.get("JAXGEN_TEST_NO_XLA_CACHE"):
+  _XLA_CACHE = tempfile.mkdtemp(prefix="jaxgen-test-xla-cache-")
+  atexit.register(shutil.rmtree, _XLA_CACHE, ignore_errors=True)
+  jax.config.update("jax_compilation_cache_dir", _XLA_CACHE)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TEST_DATA = pathlib.Path(os.environ.get("JAXGEN_TEST_DATA", REPO.parent / "shared" / "datasets"))

@@ -71,8 +71,10 @@ def test_dcgan_mnist_samples_move_toward_data(mnist_dir, tmp_path, mnist_numpy):
   print(f"DCGAN e2e: mean-image gap {gap(init):.3f} -> {gap(fake):.3f}; std {init.std():.3f} -> "
         f"{fake.std():.3f} (data {data.std():.3f}); D accuracy per interval min {min(d_acc):.3f}, "
         f"last {d_acc[-1]:.3f}")
-  # Measured (seed 0): mean-image gap 0.860 -> 0.297, std 0.004 -> 0.227 (data 0.550), D accuracy
-  # min 0.961 over the intervals after step 100.
-  assert gap(fake) < gap(init) / 2
+  # Measured (seed 0): mean-image gap 0.860 -> 0.317, std 0.004 -> 0.223 (data 0.550), D accuracy
+  # min 0.973 over the intervals after step 100, on an AVX-512 x86 CPU. GAN training amplifies
+  # float rounding, and XLA:CPU's code differs by instruction set: the same run gives 0.420 with
+  # XLA_FLAGS=--xla_cpu_max_isa=AVX2 and 0.441 on the CI machine. A broken G loss stays near 0.86.
+  assert gap(fake) < 0.6 * gap(init)
   assert abs(fake.std() - data.std()) < abs(init.std() - data.std()) / 1.5
   assert min(d_acc) < 0.99

