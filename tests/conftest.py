@@ -4,9 +4,12 @@ Every test process sees 2 simulated CPU devices (so sharded code paths run), unl
 forces a count. Real datasets come from one setting: JAXGEN_TEST_DATA (default ../shared/datasets
 beside the repository); tests that need it skip with a clear reason when it is absent.
 """
+import atexit
 import gzip
 import os
 import pathlib
+import shutil
+import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
@@ -24,9 +27,6 @@ import jax  # noqa: E402
 # same :tiny config (resume tests recompile what they compiled before the interruption), and XLA:CPU
 # compilation is a large part of the suite's time. A fresh directory each session, so CI and local runs
 # never reuse executables across jaxgen or jaxlib versions.
-import atexit  # noqa: E402
-import shutil  # noqa: E402
-import tempfile  # noqa: E402
 if not os.environ.get("JAXGEN_TEST_NO_XLA_CACHE"):
   _XLA_CACHE = tempfile.mkdtemp(prefix="jaxgen-test-xla-cache-")
   atexit.register(shutil.rmtree, _XLA_CACHE, ignore_errors=True)
