@@ -26,7 +26,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from jaxgen.errors import ConfigError
-from jaxgen.metrics.weights import WeightsError, cache_dir, sha256_file
+from jaxgen.metrics.weights import WeightsError, cache_dir, check_file
 
 __all__ = ["Tokenizer", "get", "tokenize", "vocab_file", "VOCAB_SIZE", "SOT", "EOT",
            "CONTEXT_LENGTH"]
@@ -100,14 +100,8 @@ def vocab_file(path: Optional[os.PathLike] = None) -> pathlib.Path:
 def read_merges(path: os.PathLike) -> list[tuple[str, str]]:
   """The ranked BPE merges of the checked vocabulary file `path` (WeightsError if it is missing or
   is not the exact CLIP vocabulary)."""
-  path = pathlib.Path(path)
-  if not path.is_file():
-    raise WeightsError(f"CLIP BPE vocabulary file {path} does not exist. {WHERE_TO_GET}")
-  size = path.stat().st_size
-  if size != VOCAB_BYTES or sha256_file(path) != VOCAB_SHA256:
-    raise WeightsError(f"{path} is not CLIP's bpe_simple_vocab_16e6.txt.gz ({size:,} bytes; expected "
-                       f"{VOCAB_BYTES:,} bytes with sha256 {VOCAB_SHA256}): corrupted or another "
-                       f"file; delete it (if cached) to fetch it again. {WHERE_TO_GET}")
+  path = check_file(path, "CLIP BPE vocabulary", "CLIP's bpe_simple_vocab_16e6.txt.gz", VOCAB_BYTES,
+                    VOCAB_SHA256, WHERE_TO_GET)
   lines = gzip.decompress(path.read_bytes()).decode("utf-8").split("\n")
   return [tuple(m.split()) for m in lines[1:NUM_MERGES + 1]]
 

