@@ -266,3 +266,8 @@ def test_benchmark_mode_reports_figures(tmp_path):
   assert json.load(open(tmp_path / "benchmark.json"))["global_batch"] == 8
   with pytest.raises(ConfigError, match="config.benchmark.sample_batch=3"):
     main.run(toy_config(**{"benchmark.sample_batch": 3}), str(tmp_path), "benchmark")
+  # CPU time is the process's, not the wall clock: a step that sleeps 0.3 s on the host (the toy's
+  # debug callback) takes >= 0.3 s of wall time per step and almost no CPU time.
+  res = main.run(toy_config(**{"benchmark.steps": 2, "model.sleep_s": 0.3}), str(tmp_path / "sleep"),
+                 "benchmark")
+  assert res["step_s_median"] >= 0.3 and res["step_cpu_s_median"] < res["step_s_median"] - 0.2
