@@ -130,3 +130,39 @@ def test_safetensors_dtypes(tmp_path):
   np.testing.assert_array_equal(got["b"], values.astype(np.float16))
   np.testing.assert_array_equal(got["c"], (bf16.astype(np.uint32) << 16).view(np.float32))
   assert got["c"].dtype == np.float32
+
+
+def test_clip_score_with_an_imported_resnet_clip():
+  """The clip_score evaluator on a CLIP imported from a file (config.eval.clip = file + converter): the
+  ResNet tower's BatchNorm statistics come with it, and the score equals the one computed directly
+  from the converted variables (bicubic resize of 32 px samples to the tower's 64 px)."""
+  import ml_collections
+  from jaxgen import parallel
+  from jaxgen.metrics import contrastive
+  from jaxgen.methods.clip import l2_normalize
+  path = str(GOLDEN / "clip_openai_rn_tiny.pt")
+  c = ml_collections.ConfigDict({"mesh": {"data": -1, "fsdp": 1}, "eval": {
+      "clip": dict(pretrained.part_defaults(), file=path, converter="clip_openai"),
+      "clip_model": ARCH["rn"], "num_samples": 6, "batch_size": 4}})
+  evaluator = contrastive.CLIPScore(c)
+  evaluator.validate()
+  rng = np.random.default_rng(0)
+  images = rng.uniform(-1, 1, (6, 32, 32, 3)).astype(np.float32)
+  tokens = rng.integers(1, 40, (6, 12)).astype(np.int32)
+  tokens[:, 7] = 49                              # EOT: the largest id
+
+  class Ctx:
+    state = type("S", (), {"frozen": None})()
+    mesh = parallel.create_mesh(c.mesh)
+    def generate(self, num, name):
+      return images[:num], {"caption_tokens": tokens[:num]}
+
+  got = evaluator(Ctx())
+  variables = clip_weights.load(path, "clip_openai")
+  assert "batch_stats" in variables
+  model = clip.from_config(ARCH["rn"])
+  x = clip.normalize(jax.image.resize(jnp.asarray(images), (6, 64, 64, 3), "bicubic"))
+  img = l2_normalize(model.apply(variables, x, method="encode_image"))
+  txt = l2_normalize(model.apply(variables, jnp.asarray(tokens), method="encode_text"))
+  want = contrastive.clip_score(np.asarray(img), np.asarray(txt))
+  np.testing.assert_allclose(got["clip_score"], want["clip_score"], rtol=1e-5)

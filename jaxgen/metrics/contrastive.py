@@ -17,9 +17,11 @@ gather the embeddings, so that it can be tested on hand-built vectors.
   clip_score  Hessel et al. 2021 (arXiv:2104.08718): CLIPScore = w * max(cos(E_I, E_C), 0), w = 2.5,
               averaged over generated samples and the captions they were conditioned on; also the
               torchmetrics form 100 * max(cos, 0). The CLIP is state.frozen["clip"] when the method
-              declares that part, else loaded from config.eval.clip (a pretrained.part_defaults()
-              entry: workdir of a CLIP run, or file + converter with config.eval.clip_model the
-              architecture).
+              declares that part (its architecture from the run config.pretrained.clip.workdir
+              names, else config.eval.clip_model), else loaded from config.eval.clip (a
+              pretrained.part_defaults() entry: workdir of a CLIP run, whose saved config gives the
+              architecture and whose model_state the ResNet tower's BatchNorm statistics, or file +
+              converter with config.eval.clip_model the architecture).
 """
 from typing import Optional, Sequence
 
@@ -206,32 +208,43 @@ class CLIPScore(Evaluator):
       raise ConfigError("config.eval.evaluators includes 'clip_score' but no CLIP is given: set "
                         "config.eval.clip.workdir to a CLIP run (or .file + .converter, with "
                         "config.eval.clip_model its architecture), or declare config.pretrained.clip.")
-    if not e.get("workdir") and "clip_model" not in self.config.eval:
+    p = (self.config.get("pretrained") or {}).get("clip") or {}
+    if not e.get("workdir") and not p.get("workdir") and "clip_model" not in self.config.eval:
       raise ConfigError("clip_score: config.eval.clip_model (the CLIP architecture, e.g. "
                         "jaxgen.models.clip.VIT_B32) is needed unless config.eval.clip.workdir names "
                         "a CLIP run, whose config carries it.")
 
   def _clip(self, ctx: Context):
-    """(model, params): state.frozen["clip"] when the method declares that part, else loaded from
-    config.eval.clip (a CLIP run's sampling params, or a file through its converter)."""
+    """(model, variables): state.frozen["clip"] when the method declares that part (architecture from
+    the run config.pretrained.clip names, else config.eval.clip_model), else loaded from
+    config.eval.clip (a CLIP run's sampling params with its BatchNorm statistics, or a file through
+    its converter). variables carry "batch_stats" for a ResNet image tower."""
     from jaxgen import pretrained  # pylint: disable=g-import-not-at-top
     from jaxgen.models import clip as models  # pylint: disable=g-import-not-at-top
-    e = self._entry()
-    if e.get("workdir"):
-      model_cfg = pretrained.run_config(e.workdir, e.get("step", -1), "config.eval.clip").model
+    frozen = (ctx.state.frozen or {}).get("clip")
+    if frozen is not None:
+      e = pretrained.part(self.config, "clip") or ml_collections.ConfigDict()
+      what = "config.pretrained.clip"
     else:
-      model_cfg = self.config.eval.clip_model
-    params = (ctx.state.frozen or {}).get("clip")
-    if params is None:
+      e, what = self._entry(), "config.eval.clip"
+    run = pretrained.run_config(e.workdir, e.get("step", -1), what) if e.get("workdir") else None
+    model_cfg = run.model if run is not None else self.config.eval.clip_model
+    if frozen is None:
       holder = ml_collections.ConfigDict({"pretrained": {"clip": pretrained.part_defaults()}})
       holder.pretrained.clip.update(dict(e))
-      params = pretrained.load(holder, "clip", ctx.mesh)
-    return models.from_config(model_cfg), params
+      frozen = pretrained.load(holder, "clip", ctx.mesh)
+      if run is not None and not e.get("path"):   # the run's running statistics (ResNet tower)
+        stats = pretrained._run_tree(holder.pretrained.clip, what, ctx.mesh, None,  # pylint: disable=protected-access
+                                     field="model_state")
+        frozen = {"params": frozen, **(stats or {})}
+    # A converter's output (and a run's model_state) is {"params", "batch_stats"}; a params tree is not.
+    variables = dict(frozen) if "params" in frozen else {"params": frozen}
+    return models.from_config(model_cfg), variables
 
   def __call__(self, ctx: Context) -> dict:
     from jaxgen.methods import clip as clip_method  # pylint: disable=g-import-not-at-top
     from jaxgen.models import clip as models  # pylint: disable=g-import-not-at-top
-    model, params = self._clip(ctx)
+    model, variables = self._clip(ctx)
     num = self.config.eval.get("clip_score_num_samples", self.config.eval.num_samples)
     samples, cond = ctx.generate(num, "clip_score")
     if not cond or "caption_tokens" not in cond:
@@ -240,17 +253,16 @@ class CLIPScore(Evaluator):
     res, length = model.image_resolution, model.context_length
 
     @jax.jit
-    def embed(params, images, tokens):
+    def embed(v, images, tokens):
       if images.shape[1] != res:   # OpenAI's preprocessing: bicubic resize of the square image
         images = jax.image.resize(images, (images.shape[0], res, res, images.shape[3]), "bicubic")
       images = models.normalize(jnp.clip(images, -1, 1))
       tokens = jnp.pad(tokens, ((0, 0), (0, length - tokens.shape[1])))
-      v = {"params": params}
       return (clip_method.l2_normalize(model.apply(v, images, method="encode_image")),
               clip_method.l2_normalize(model.apply(v, tokens, method="encode_text")))
 
     bs = self.config.eval.batch_size
-    img, txt = zip(*[embed(params, jnp.asarray(samples[i:i + bs]),
+    img, txt = zip(*[embed(variables, jnp.asarray(samples[i:i + bs]),
                            jnp.asarray(cond["caption_tokens"][i:i + bs]))
                      for i in range(0, len(samples), bs)])
     return clip_score(np.concatenate(img), np.concatenate(txt))
