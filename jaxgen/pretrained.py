@@ -297,6 +297,25 @@ def load(config: ml_collections.ConfigDict, name: str, mesh, want: Optional[PyTr
   return _file_tree(p, what, mesh, want)
 
 
+def load_variables(config: ml_collections.ConfigDict, name: str, mesh) -> dict:
+  """config.pretrained.<name> as Flax variables for `apply`: a run's tree as "params" with that run's
+  model_state collections (e.g. BatchNorm "batch_stats") when it kept them and the whole tree is taken
+  (path=""); a file's tree as its converter returns it ({"params", "batch_stats"} for CLIP), or
+  {"params": tree} for a converter that returns a params tree."""
+  p = part(config, name)
+  tree = load(config, name, mesh)
+  if p.workdir:
+    stats = None if p.path else _run_tree(p, f"config.pretrained.{name}", mesh, None, field="model_state")
+    return {"params": tree, **(stats or {})}
+  return as_variables(tree)
+
+
+def as_variables(tree: dict) -> dict:
+  """Flax variables from a loaded part: unchanged when it has a "params" collection, else
+  {"params": tree}."""
+  return dict(tree) if "params" in tree else {"params": tree}
+
+
 def load_frozen(config: ml_collections.ConfigDict, abstract_frozen: dict, mesh) -> dict:
   """Every frozen part the method declared (name -> abstract tree), loaded onto the mesh."""
   return {name: load(config, name, mesh, want) for name, want in abstract_frozen.items()}

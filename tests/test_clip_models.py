@@ -166,3 +166,30 @@ def test_clip_score_with_an_imported_resnet_clip():
   txt = l2_normalize(model.apply(variables, jnp.asarray(tokens), method="encode_text"))
   want = contrastive.clip_score(np.asarray(img), np.asarray(txt))
   np.testing.assert_allclose(got["clip_score"], want["clip_score"], rtol=1e-5)
+
+
+def test_load_variables_of_a_resnet_clip_run_carries_its_batch_stats(tmp_path):
+  """pretrained.load_variables on a saved CLIP run with a ResNet tower (configs/clip/shapes.py:tiny
+  with vision_layers=(1,1,1,1); running statistics moved off their initial values before saving):
+  its sampling params and its BatchNorm running statistics, equal to the saved state's."""
+  import ml_collections
+  from jaxgen import config_check, parallel, train
+  from jaxgen.configs import load_config_file
+  c = load_config_file(str(pathlib.Path(__file__).resolve().parents[1] / "configs/clip/shapes.py:tiny"))
+  c.model = ml_collections.ConfigDict({**c.model.to_dict(), "vision_layers": (1, 1, 1, 1),
+                                      "vision_patch_size": None, "vision_heads": None, "vision_width": 8})
+  for name in ("class_embedding", "positional_embedding_visual"):   # ViT-only parameters
+    if name in c.optim.get("rules", {}):
+      del c.optim.rules[name]
+  mesh = parallel.create_mesh(c.mesh)
+  state, _, ckpt = train.restore_or_init(config_check.validate(c), c, mesh, str(tmp_path))
+  state = state.replace(model_state=jax.tree.map(lambda x: x + 0.5, state.model_state))
+  ckpt.save(state)
+  ckpt.close()
+  holder = ml_collections.ConfigDict({"pretrained": {"clip": dict(pretrained.part_defaults(),
+                                                                  workdir=str(tmp_path))}})
+  got = pretrained.load_variables(holder, "clip", mesh)
+  assert set(got) == {"params", "batch_stats"}
+  want = {"params": state.ema_params if state.ema_params is not None else state.params,
+          **state.model_state}
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(got), jax.device_get(want))

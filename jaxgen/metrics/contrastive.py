@@ -208,8 +208,9 @@ class CLIPScore(Evaluator):
       raise ConfigError("config.eval.evaluators includes 'clip_score' but no CLIP is given: set "
                         "config.eval.clip.workdir to a CLIP run (or .file + .converter, with "
                         "config.eval.clip_model its architecture), or declare config.pretrained.clip.")
-    p = (self.config.get("pretrained") or {}).get("clip") or {}
-    if not e.get("workdir") and not p.get("workdir") and "clip_model" not in self.config.eval:
+    from jaxgen import pretrained  # pylint: disable=g-import-not-at-top
+    p = pretrained.part(self.config, "clip")
+    if not e.get("workdir") and not (p and p.workdir) and "clip_model" not in self.config.eval:
       raise ConfigError("clip_score: config.eval.clip_model (the CLIP architecture, e.g. "
                         "jaxgen.models.clip.VIT_B32) is needed unless config.eval.clip.workdir names "
                         "a CLIP run, whose config carries it.")
@@ -225,20 +226,14 @@ class CLIPScore(Evaluator):
     if frozen is not None:
       e = pretrained.part(self.config, "clip") or ml_collections.ConfigDict()
       what = "config.pretrained.clip"
+      variables = pretrained.as_variables(frozen)
     else:
       e, what = self._entry(), "config.eval.clip"
-    run = pretrained.run_config(e.workdir, e.get("step", -1), what) if e.get("workdir") else None
-    model_cfg = run.model if run is not None else self.config.eval.clip_model
-    if frozen is None:
       holder = ml_collections.ConfigDict({"pretrained": {"clip": pretrained.part_defaults()}})
       holder.pretrained.clip.update(dict(e))
-      frozen = pretrained.load(holder, "clip", ctx.mesh)
-      if run is not None and not e.get("path"):   # the run's running statistics (ResNet tower)
-        stats = pretrained._run_tree(holder.pretrained.clip, what, ctx.mesh, None,  # pylint: disable=protected-access
-                                     field="model_state")
-        frozen = {"params": frozen, **(stats or {})}
-    # A converter's output (and a run's model_state) is {"params", "batch_stats"}; a params tree is not.
-    variables = dict(frozen) if "params" in frozen else {"params": frozen}
+      variables = pretrained.load_variables(holder, "clip", ctx.mesh)
+    model_cfg = (pretrained.run_config(e.workdir, e.get("step", -1), what).model if e.get("workdir")
+                 else self.config.eval.clip_model)
     return models.from_config(model_cfg), variables
 
   def __call__(self, ctx: Context) -> dict:
