@@ -153,12 +153,12 @@ def test_vlb_subsampled_estimator_is_unbiased():
 
 
 def test_mnist_learning(mnist_numpy):
-  """Real MNIST (28x28 padded to 32 with background): a small U-Net's loss falls through the jitted
-  train_step and its DDIM samples' mean image moves towards the data's."""
+  """Real MNIST (28x28 averaged 2x2 down to 14x14, padded to 16 with background): a small U-Net's
+  loss falls through the jitted train_step and its DDIM samples' mean image moves towards the data's."""
   images, labels = mnist_numpy["train"]
-  x = np.pad(images[:2048].astype(np.float32) / 127.5 - 1, ((0, 0), (2, 2), (2, 2), (0, 0)),
-             constant_values=-1)
-  c = small_config(image_size=32, timesteps=1000)
+  x = images[:2048].astype(np.float32).reshape(-1, 14, 2, 14, 2, 1).mean((2, 4)) / 127.5 - 1
+  x = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-1)
+  c = small_config(image_size=16, timesteps=1000)
   c.model.ch, c.model.num_groups = 16, 8
   c.optim.lr, c.optim.warmup_steps = 2e-3, 20
   c.train.ema_decay = 0.9
@@ -166,7 +166,7 @@ def test_mnist_learning(mnist_numpy):
   m = Diffusion(c)
   m.validate()
   bs = 32
-  state = m.init(jax.random.PRNGKey(0), {"image": jnp.zeros((bs, 32, 32, 1))})
+  state = jax.jit(m.init)(jax.random.PRNGKey(0), {"image": jnp.zeros((bs, 16, 16, 1))})
   sample = jax.jit(lambda s: m.sample(s, jax.random.PRNGKey(7), 64))
   before = np.asarray(sample(state))
   step = jax.jit(m.train_step)
@@ -183,9 +183,9 @@ def test_mnist_learning(mnist_numpy):
   print(f"loss {first:.3f} -> {last:.3f}; background data {background(x):.3f} before "
         f"{background(before):.3f} after {background(after):.3f}; mean-image RMS distance before "
         f"{mean_dist(before):.3f} after {mean_dist(after):.3f}")
-  # Measured: loss 0.965 -> 0.034; mean-image RMS distance to the data 0.865 (untrained) -> 0.533.
-  # The near-black fraction (data 0.867) is NOT yet right after 150 steps (0.497 -> 0.255: samples are
-  # grey, in -0.8 .. -0.3), so it is printed, not asserted.
+  # Measured: loss 0.974 -> 0.057 (mean of the last 20 steps: 0.107 after 50, 0.069 after 100);
+  # mean-image RMS distance to the data 0.863 (untrained) -> 0.308. The near-black fraction (data
+  # 0.836) is NOT yet right after 150 steps (0.498 -> 0.427), so it is printed, not asserted.
   assert last < LOSS_BOUND, (first, last)
   assert mean_dist(after) < 0.75 * mean_dist(before)
   # The bound (8 bits/dim = a uniform model of 8-bit pixels): an estimate from 8 timesteps.
