@@ -19,7 +19,7 @@ from jax.experimental import multihost_utils
 
 from jaxgen import checkpoint, config_check, optim, parallel, pretrained, sampling, writers
 from jaxgen.methods.base import Method
-from jaxgen.state import TrainState, step_rng
+from jaxgen.state import TrainState, jit_once, step_rng
 
 SAMPLE_SEED = 0x5A3   # folded into the root key for the periodic sample grids: same noise every time
 
@@ -44,7 +44,7 @@ def create_state(method: Method, config: ml_collections.ConfigDict, mesh, exampl
   batch_abs = parallel.abstract_batch(example_batch, mesh)
   abstract = jax.eval_shape(init, root_key(config), batch_abs).replace(frozen=method.frozen_parts())
   shardings = parallel.state_sharding(mesh, abstract)
-  init_fn = jax.jit(init, out_shardings=shardings.replace(frozen={}))
+  init_fn = jit_once(init, out_shardings=shardings.replace(frozen={}))
   abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
   return init_fn, abstract, shardings
 

@@ -23,6 +23,7 @@ from jaxgen.methods.cyclegan import CycleGAN, discriminator_loss, generator_loss
 from jaxgen.models import cyclegan
 from jaxgen.nn.conv import conv_transpose_3x3_s2
 from jaxgen.nn.norm import instance_norm
+from jaxgen.state import jit_once
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs" / "cyclegan"
@@ -199,7 +200,7 @@ def mf_run(mnist_fashion):
   # 600 steps: the learning check's run length sets the lr schedule (constant, then linear to 0).
   c = _mf_config(batch=8, pool=50, steps=600, **{"cyclegan.lambda_identity": 0.5})
   m = CycleGAN(c)
-  return c, m, jax.jit(m.init), jax.jit(m.train_step)
+  return c, m, jit_once(m.init), jax.jit(m.train_step)
 
 
 def test_train_step_reports_the_networks_losses(mf_run):

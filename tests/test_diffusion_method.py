@@ -13,6 +13,7 @@ from jaxgen.checkpoint import Checkpointer
 from jaxgen.diffusion.defaults import diffusion_base_config
 from jaxgen.methods.base import ConfigError
 from jaxgen.methods.diffusion import Diffusion, NoisyClassifier
+from jaxgen.state import jit_once
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -49,7 +50,7 @@ def test_cfg_sampling_compiles_once_and_scale_one_is_conditional():
   c.diffusion.class_conditional, c.diffusion.label_dropout = True, 0.1
   m = Diffusion(c)
   batch = {"image": jnp.zeros((4, 8, 8, 1)), "label": jnp.zeros((4,), jnp.int32)}
-  params = m.init(jax.random.PRNGKey(0), batch).params
+  params = jit_once(m.init)(jax.random.PRNGKey(0), batch).params
   # Perturb every weight: DDPM's init zeroes each residual branch's last conv, so labels (which enter
   # through the residual branches) would not change the output.
   leaves, tree = jax.tree.flatten(params)
@@ -99,7 +100,7 @@ def test_classifier_guidance_from_checkpoint(tmp_path):
   # Class k = images of constant brightness k / 5 - 0.9: learnable in a few steps at most noise levels.
   images = jnp.broadcast_to((labels / 5.0 - 0.9)[:, None, None, None], (32, 8, 8, 1))
   batch = {"image": images + 0.05 * rng.normal(size=images.shape).astype(np.float32), "label": labels}
-  state = cm.init(jax.random.PRNGKey(0), batch)
+  state = jit_once(cm.init)(jax.random.PRNGKey(0), batch)
   step = jax.jit(cm.train_step)
   for i in range(30):
     state, metrics = step(state, batch, jax.random.PRNGKey(i))
@@ -118,7 +119,7 @@ def test_classifier_guidance_from_checkpoint(tmp_path):
   frozen = pretrained.load_frozen(c, m.frozen_parts(), mesh)
   for a, b in zip(jax.tree.leaves(frozen["classifier"]), jax.tree.leaves(state.params)):
     np.testing.assert_array_equal(a, b)   # the live params: that run kept no EMA
-  params = m.init(jax.random.PRNGKey(3), batch).params
+  params = jit_once(m.init)(jax.random.PRNGKey(3), batch).params
   target = jnp.full((16,), 9, jnp.int32)
   gen = jax.jit(lambda s, cp: m.generate(params, jax.random.PRNGKey(4), 16, target, guidance_scale=1.0,
                                          eta=0.0, classifier_scale=s, classifier_params=cp))
@@ -141,7 +142,7 @@ def test_vlb_subsampled_estimator_is_unbiased():
   c = guided_config()
   m = Diffusion(c)
   x = jnp.asarray(np.random.default_rng(0).integers(0, 256, (2, 8, 8, 1)) / 127.5 - 1, jnp.float32)
-  state = m.init(jax.random.PRNGKey(0), {"image": x})
+  state = jit_once(m.init)(jax.random.PRNGKey(0), {"image": x})
   keys = jax.random.split(jax.random.PRNGKey(1), 400)
   full = jax.vmap(lambda k: m.eval_step(state, {"image": x}, k)["bits_per_dim"])(keys)
   c.eval.vlb_timesteps = 3
@@ -166,7 +167,7 @@ def test_mnist_learning(mnist_numpy):
   m = Diffusion(c)
   m.validate()
   bs = 32
-  state = jax.jit(m.init)(jax.random.PRNGKey(0), {"image": jnp.zeros((bs, 16, 16, 1))})
+  state = jit_once(m.init)(jax.random.PRNGKey(0), {"image": jnp.zeros((bs, 16, 16, 1))})
   sample = jax.jit(lambda s: m.sample(s, jax.random.PRNGKey(7), 64))
   before = np.asarray(sample(state))
   step = jax.jit(m.train_step)

@@ -18,7 +18,7 @@ from jaxgen.configs import load_config_file, parse_arg
 from jaxgen.diffusion.defaults import diffusion_base_config
 from jaxgen.errors import ConfigError
 from jaxgen.methods.diffusion import Diffusion
-from jaxgen.state import TrainState, ema_decay
+from jaxgen.state import TrainState, ema_decay, jit_once
 from test_train import REPO, _env, _losses
 from toy_method import toy_config
 
@@ -53,7 +53,7 @@ def test_sampler_splits_the_batch_over_devices_and_matches_one_device():
   method = _cfg_ddim_method()
   num = 8
   batch = {"image": jnp.zeros((4, 8, 8, 1)), "label": jnp.zeros((4,), jnp.int32)}
-  state = method.init(jax.random.PRNGKey(0), batch)
+  state = jit_once(method.init)(jax.random.PRNGKey(0), batch)
   key = jax.random.PRNGKey(1)
   out = {}
   for devices in (2, 1):

@@ -18,7 +18,7 @@ from jaxgen.methods.base import ConfigError
 from jaxgen.gan.losses import LOSSES
 from jaxgen.methods.gan import GAN
 from jaxgen.models import dcgan
-from jaxgen.state import TrainState
+from jaxgen.state import TrainState, jit_once
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 EMA_DECAY = 0.75
@@ -45,7 +45,7 @@ def _batch(n=8, size=16, channels=1, seed=0):
 
 def _init(method: GAN, batch) -> TrainState:
   # Jitted: eager init dispatches (and compiles) every primitive on its own, which is much slower.
-  return jax.jit(method.init)(jax.random.PRNGKey(0), batch)
+  return jit_once(method.init)(jax.random.PRNGKey(0), batch)
 
 
 @pytest.fixture(scope="module")

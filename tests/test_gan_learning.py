@@ -15,6 +15,7 @@ import pytest
 
 from jaxgen.configs import base_config
 from jaxgen.methods.gan import GAN, gan_defaults
+from jaxgen.state import jit_once
 
 TRAIN = 10_000   # real digits the GANs train on
 
@@ -86,7 +87,7 @@ def _train(config, mnist, steps: int):
       b["label"] = jnp.asarray(y[idx])
     return b
 
-  state = jax.jit(method.init)(_key(0), batch(np.arange(rows)))
+  state = jit_once(method.init)(_key(0), batch(np.arange(rows)))
   step = jax.jit(method.train_step, donate_argnums=0)
   rs = np.random.RandomState(1)
   history = []
@@ -181,7 +182,7 @@ def test_vanilla_gan_losses_move(mnist):
   def mean_gap(state) -> float:
     return float(np.sqrt(((np.asarray(sample(state, _key(3), 512)).mean(0) - data_mean) ** 2).mean()))
 
-  state0 = jax.jit(method.init)(_key(0), {"image": jnp.asarray(mnist[0][:64])})
+  state0 = jit_once(method.init)(_key(0), {"image": jnp.asarray(mnist[0][:64])})
   gap0 = mean_gap(state0)
   method, state, history = _train(config, mnist, 600)
   d, g = _mean(history, "d_loss", -100), _mean(history, "g_loss", -100)

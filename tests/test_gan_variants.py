@@ -18,6 +18,7 @@ from jaxgen.gan import heads
 from jaxgen.methods.base import ConfigError
 from jaxgen.methods.gan import GAN, gan_defaults
 from jaxgen.models import gan_mlp, infogan, sngan
+from jaxgen.state import jit_once
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -52,7 +53,7 @@ def _key(seed: int) -> jax.Array:
 
 
 def _init(method, batch):
-  return jax.jit(method.init)(_key(0), batch)
+  return jit_once(method.init)(_key(0), batch)
 
 
 def _leaves_equal(a, b) -> bool:

@@ -21,6 +21,7 @@ from jaxgen.metrics import image_quality as iq
 from jaxgen.models import srgan as models
 from jaxgen.models import vgg
 from jaxgen.nn.subpixel import pixel_shuffle
+from jaxgen.state import jit_once
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SRRESNET = str(REPO / "configs/srgan/srresnet.py")
@@ -194,7 +195,7 @@ def _random_vgg(seed=5):
 
 
 def _state(method, batch):
-  state = jax.jit(method.init)(jax.random.PRNGKey(0), batch)
+  state = jit_once(method.init)(jax.random.PRNGKey(0), batch)
   return state.replace(frozen={"vgg": _random_vgg()} if method.frozen_parts() else {})
 
 
@@ -299,7 +300,7 @@ def test_learning_check_short_srresnet_beats_bicubic_on_held_out_images(cifar_jp
   c.train.num_steps = steps
   c.optim.generator.update(dict(lr=4e-3, schedule="linear"))
   method = config_check.validate(c, benchmark=True)
-  state = jax.jit(method.init)(jax.random.PRNGKey(0), {"image": hr[:16], "low_res": low[:16]})
+  state = jit_once(method.init)(jax.random.PRNGKey(0), {"image": hr[:16], "low_res": low[:16]})
   step = jax.jit(method.train_step, donate_argnums=0)
   order = np.random.RandomState(0).randint(0, len(hr), (steps, 16))
   t0 = time.time()

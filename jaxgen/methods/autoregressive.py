@@ -29,7 +29,7 @@ from jaxgen import distributions as D
 from jaxgen import optim, progress
 from jaxgen.methods.base import Batch, ConfigError, Method, cycling_labels
 from jaxgen.nn.dtypes import parse_dtype
-from jaxgen.state import TrainState, ema_decay, ema_init
+from jaxgen.state import TrainState, ema_decay, ema_init, jit_once
 
 LIKELIHOODS = ("categorical", "bernoulli", "logistic_mixture")
 BINARIZE = ("", "dynamic", "static")
@@ -168,7 +168,7 @@ class Autoregressive(Method):
   def init(self, rng: jax.Array, example_batch: Batch) -> TrainState:
     x = jnp.zeros((1,) + self.shape, jnp.float32)
     args = (x, jnp.zeros((1,), jnp.int32)) if self.conditional else (x,)
-    params = jax.jit(lambda r: self.model.init(r, *args, train=False))(rng)["params"]
+    params = jit_once(lambda r: self.model.init(r, *args, train=False))(rng)["params"]
     return TrainState.create(params=params, opt_state=self.tx.init(params), rng=rng,
                              ema_params=ema_init(params, self.config.train))
 

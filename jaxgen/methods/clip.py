@@ -36,7 +36,7 @@ from jax.sharding import PartitionSpec as P
 from jaxgen import optim, parallel
 from jaxgen.data import text
 from jaxgen.methods.base import Batch, ConfigError, Method
-from jaxgen.state import TrainState
+from jaxgen.state import TrainState, jit_once
 
 INIT_LOGIT_SCALE = math.log(1 / 0.07)
 MAX_LOGIT_SCALE = math.log(100.0)
@@ -162,7 +162,7 @@ class CLIP(Method):
   def init(self, rng: jax.Array, example_batch: Batch) -> TrainState:
     image = jnp.zeros((1, *example_batch["image"].shape[1:]), jnp.float32)
     tokens = self._tokens(jnp.ones((1, example_batch["caption_tokens"].shape[1]), jnp.int32))
-    variables = dict(jax.jit(self.model.init)(rng, image, tokens))
+    variables = dict(jit_once(self.model.init)(rng, image, tokens))
     params = variables.pop("params")
     return TrainState.create(params=params, opt_state=self.tx.init(params), rng=rng,
                              model_state=variables)

@@ -29,7 +29,7 @@ from jaxgen.distributions import (bernoulli_log_prob, binarize_per_example,  # n
 from jaxgen.methods.base import Batch, ConfigError, Method, cycling_labels
 from jaxgen.models import vae as vae_model
 from jaxgen.nn.dtypes import parse_dtype
-from jaxgen.state import TrainState, ema_decay, ema_init
+from jaxgen.state import TrainState, ema_decay, ema_init, jit_once
 
 LIKELIHOODS = ("bernoulli", "discretized_gaussian")
 DTYPES = ("float32", "bfloat16", "float16")   # the compute dtypes the VAE supports
@@ -122,7 +122,7 @@ class VAE(Method):
     x = jnp.zeros((1,) + self.image_shape, jnp.float32)
     cond = self._cond(jnp.zeros((1,), jnp.int32))
     # Jitted: eager Flax init compiles every op separately, which costs seconds on CPU.
-    params = jax.jit(self.model.init)(rng, x, cond)["params"]
+    params = jit_once(self.model.init)(rng, x, cond)["params"]
     return TrainState.create(params=params, opt_state=self.tx.init(params), rng=rng,
                              ema_params=ema_init(params, self.config.train))
 
