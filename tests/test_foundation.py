@@ -268,6 +268,21 @@ def test_cli_bad_values_exit_2_with_named_error(tmp_path, config, flag, message)
 
 
 # ------------------------------------------------------------------------------------ small pieces
+def test_jit_once_equals_jit_and_nests_inside_jit():
+  """jit_once (parameter init compiled without backend optimisation on CPU) gives jax.jit's values,
+  called directly and traced inside another jit (where JAX rejects compiler_options on a nested jit,
+  so it must fall back to a plain nested jit)."""
+  import flax.linen as nn
+  net = nn.Sequential([nn.Conv(8, (3, 3)), nn.relu, nn.Dense(4)])
+  init = lambda k: net.init(k, jnp.zeros((1, 8, 8, 3)))["params"]  # noqa: E731
+  key = jax.random.PRNGKey(3)
+  want = jax.jit(init)(key)
+  for got in (jit_once(init)(key), jax.jit(lambda k: jit_once(init)(k))(key)):
+    for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got)):
+      np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-6, atol=1e-7)
+  assert float(jnp.std(want["layers_0"]["kernel"])) > 0.01   # real random draws, not zeros
+
+
 def test_ema_schedules_closed_form():
   tc = ml_collections.ConfigDict(dict(ema_decay=0.999, ema_schedule="constant", ema_kimg=10.0,
                                       ema_rampup=0.05))
