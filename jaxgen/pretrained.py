@@ -316,9 +316,26 @@ def as_variables(tree: dict) -> dict:
   return dict(tree) if "params" in tree else {"params": tree}
 
 
+def is_variables(tree: Any) -> bool:
+  """Whether a declared frozen part is Flax variables ({"params": ..., "batch_stats": ...}) rather
+  than a bare params tree."""
+  return isinstance(tree, dict) and "params" in tree
+
+
 def load_frozen(config: ml_collections.ConfigDict, abstract_frozen: dict, mesh) -> dict:
-  """Every frozen part the method declared (name -> abstract tree), loaded onto the mesh."""
-  return {name: load(config, name, mesh, want) for name, want in abstract_frozen.items()}
+  """Every frozen part the method declared (name -> abstract tree), loaded onto the mesh. A part
+  declared as Flax variables (a dict with a "params" collection, e.g. a BatchNorm network's
+  {"params", "batch_stats"}) is loaded with `load_variables`, so its running statistics come along;
+  any other tree is a params tree (`load`)."""
+  out = {}
+  for name, want in abstract_frozen.items():
+    if is_variables(want):
+      got = load_variables(config, name, mesh)
+      check_shapes(got, want, f"config.pretrained.{name} (variables)")
+      out[name] = got
+    else:
+      out[name] = load(config, name, mesh, want)
+  return out
 
 
 def placeholders(abstract_frozen: dict, shardings: dict) -> dict:

@@ -193,3 +193,17 @@ def test_load_variables_of_a_resnet_clip_run_carries_its_batch_stats(tmp_path):
   want = {"params": state.ema_params if state.ema_params is not None else state.params,
           **state.model_state}
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(got), jax.device_get(want))
+  # As a frozen part: declared as variables it receives the running statistics too; declared as a
+  # params tree, params only; a running statistic of the wrong shape is named.
+  holder.pretrained.clip.frozen = True
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), want)
+  frozen = pretrained.load_frozen(holder, {"clip": abstract}, mesh)
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(frozen["clip"]), jax.device_get(want))
+  params_only = pretrained.load_frozen(holder, {"clip": abstract["params"]}, mesh)["clip"]
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(params_only), jax.device_get(want["params"]))
+  first = jax.tree_util.tree_flatten_with_path(abstract["batch_stats"])[0][0][0]
+  bad = jax.tree_util.tree_map_with_path(
+      lambda kp, x: jax.ShapeDtypeStruct(x.shape + (1,), x.dtype) if kp == first else x,
+      abstract["batch_stats"])
+  with pytest.raises(ConfigError, match="batch_stats"):
+    pretrained.load_frozen(holder, {"clip": {**abstract, "batch_stats": bad}}, mesh)

@@ -61,7 +61,9 @@ class Method:
   def frozen_parts(self) -> dict[str, PyTree]:
     """Pretrained networks this run uses but does not train: name -> the expected params tree of
     jax.ShapeDtypeStruct (e.g. `jax.eval_shape` of the part's init). The loop loads each from
-    config.pretrained.<name>, checks the shapes, and puts it in `state.frozen[name]`."""
+    config.pretrained.<name>, checks the shapes, and puts it in `state.frozen[name]`. A part with
+    model state (BatchNorm) declares its whole variables dict ({"params": ..., "batch_stats": ...},
+    the eval_shape of `init` itself) and receives the run's / file's running statistics too."""
     return {}
 
   def init(self, rng: jax.Array, example_batch: Batch) -> TrainState:
