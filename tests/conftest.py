@@ -84,3 +84,30 @@ def cifar_jpeg_numpy(shared_datasets):
       if all(len(out[k]) == n for k, n in want.items()):
         break
   return {k: np.stack(v) for k, v in out.items()}
+
+
+@pytest.fixture(scope="session")
+def cifar_jpeg_classes(shared_datasets):
+  """A class-balanced labelled part of the CIFAR-10 JPEG archive (whose members are grouped by
+  class): the first 100 training and 50 test images of each of the 10 classes, decoded with PIL:
+  dict split -> (uint8 [N, 32, 32, 3], int32 [N] labels in sorted class-name order), N = 1000 / 500."""
+  import io
+  import tarfile
+  from PIL import Image
+  want = {"train": 100, "test": 50}
+  out = {k: {} for k in want}
+  with tarfile.open(shared_datasets / "cifar10-jpeg.tar.gz") as tar:
+    for m in tar:
+      parts = m.name.split("/")
+      if not (m.isfile() and len(parts) == 4 and parts[1] in want):
+        continue
+      rows = out[parts[1]].setdefault(parts[2], [])
+      if len(rows) < want[parts[1]]:
+        rows.append(np.asarray(Image.open(io.BytesIO(tar.extractfile(m).read())).convert("RGB")))
+  result = {}
+  for split, by_class in out.items():
+    names = sorted(by_class)
+    assert len(names) == 10 and all(len(by_class[n]) == want[split] for n in names), split
+    result[split] = (np.concatenate([np.stack(by_class[n]) for n in names]),
+                     np.repeat(np.arange(10, dtype=np.int32), want[split]))
+  return result

@@ -1,6 +1,6 @@
 """SimCLR: NT-Xent against a hand computation and, on the 2 test devices, the global-batch loss and
 gradients equal to the single-device full-batch formula; ResNet parameter counts equal torchvision's
-trunks; the probe / kNN evaluators' solvers on problems with known answers; config errors."""
+trunks; the probe / kNN evaluators' solvers on problems with known answers; config errors; a learning check on real CIFAR-10 (loss and kNN accuracy)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,6 +12,7 @@ from jaxgen.errors import ConfigError
 from jaxgen.methods import simclr
 from jaxgen.metrics import probe
 from jaxgen.models import resnet
+from jaxgen.state import jit_once
 
 
 def _hand_nt_xent(z1, z2, t):
@@ -135,3 +136,49 @@ def test_config_errors():
   from jaxgen import evaluators
   with pytest.raises(ConfigError, match="knn.k"):
     evaluators.validate(bad, can_sample=False)
+
+
+def test_learning_check_on_real_cifar10(cifar_jpeg_classes):
+  """SimCLR on 1000 real CIFAR-10 JPEGs (100 per class): a small ResNet (width 8, one block in each of
+  two stages, 64-d projection), batch 64 (NT-Xent over 128 views, log(127) = 4.84 for uninformative
+  projections) with the config's LARS at lr 1.0 (linear scaling: peak 0.25) and the CIFAR-10
+  augmentations, 150 steps on the 2 test devices. The loss must fall from ~4.6 below 4.35, and the
+  frozen encoder's features (1000 train -> 500 held-out test images, chance 0.10) must beat the
+  untrained encoder's by 0.02 in kNN accuracy (k=20, t=0.1). Measured here: loss 4.62 -> 4.15 (mean
+  of the last 10 steps), kNN 0.236 -> 0.280. The linear probe (L-BFGS logistic regression on
+  standardised features, l2 1e-4) is printed, not asserted: random convolutional features are a
+  strong linear-probe baseline at this size (0.294 untrained -> 0.294 after 150 steps, 0.308 after
+  300 at peak lr 0.5; width 16: 0.332 -> 0.306), so a CPU-sized run does not yet separate them."""
+  c = load_config_file("configs/simclr/cifar10.py:tiny")
+  c.model.update(dict(width=8, out_dim=64, stages=(1, 1)))
+  c.train.update(dict(batch_size=64, num_steps=150))
+  c.optim.update(dict(lr=1.0, warmup_steps=10))
+  m = simclr.SimCLR(c)
+  (xtr, ytr), (xte, yte) = cifar_jpeg_classes["train"], cifar_jpeg_classes["test"]
+  img = lambda a: jnp.asarray(a, jnp.float32) / 127.5 - 1  # noqa: E731
+  embed = jax.jit(m.embed_images)
+
+  def accuracies(state):
+    ftr, fte = (np.concatenate([np.asarray(embed(state, {"image": img(x[i:i + 250])}))
+                                for i in range(0, len(x), 250)]) for x in (xtr, xte))
+    a, b = probe.standardise(ftr, fte)
+    p, _, _ = probe.logistic_regression(a, ytr, 10, l2=1e-4)
+    linear = float(np.mean(np.argmax(np.asarray(b @ p["w"] + p["b"]), -1) == yte))
+    pred = probe.knn_predict(ftr, ytr, fte, k=20, temperature=0.1, num_classes=10)
+    return linear, float(np.mean(np.asarray(pred) == yte))
+
+  state = jit_once(m.init)(jax.random.PRNGKey(0), {"image": img(xtr[:64])})
+  before = accuracies(state)
+  step, sharding = jax.jit(m.train_step), parallel.batch_sharding(m.mesh)
+  order = np.random.default_rng(0)
+  losses = []
+  for i in range(c.train.num_steps):
+    batch = {"image": jax.device_put(img(xtr[order.permutation(len(xtr))[:64]]), sharding)}
+    state, metrics = step(state, batch, jax.random.PRNGKey(i))
+    losses.append(float(metrics["loss"]))
+  after = accuracies(state)
+  print(f"loss {losses[0]:.3f} -> {np.mean(losses[-10:]):.3f}; linear probe {before[0]:.3f} -> "
+        f"{after[0]:.3f}; kNN {before[1]:.3f} -> {after[1]:.3f}")
+  assert losses[0] > 4.5, losses[0]
+  assert np.mean(losses[-10:]) < 4.35, losses[-10:]
+  assert after[1] > before[1] + 0.02, (before, after)
