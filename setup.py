@@ -31,7 +31,7 @@ setup(
         "regex",       # CLIP tokenizer pattern (\p{L} classes)
     ],
     extras_require={
-        "test": ["pytest>=8"],
+        "test": ["pytest>=8", "pytest-xdist>=3"],   # the suite runs on 2 workers (README)
         # Accelerator builds of the same JAX range: pip install -e ".[cuda]" (CUDA 13 wheels; use
         # jax[cuda12] on older drivers) or ".[tpu]" on TPU VMs.
         "cuda": ["jax[cuda13]>=0.10.2,<0.12"],
