@@ -63,7 +63,12 @@ def restore_or_init(method: Method, config, mesh, workdir: str, *, step: Optiona
       raise checkpoint.CheckpointError(
           f"No checkpoint in {ckpt.directory}. Train first (--mode=train) or pass the workdir of a "
           "trained run.")
-    state = init_fn(root_key(config), parallel.global_batch(parallel.local_rows(example), mesh))
+    if method.init_from_data:   # data-dependent init: the first batch of the run's own order
+      rows = next(data.train_iterator(config.data, global_batch_size=config.train.batch_size,
+                                      seed=config.seed, start_step=0))
+    else:
+      rows = parallel.local_rows(example)
+    state = init_fn(root_key(config), parallel.global_batch(rows, mesh))
     state = pretrained.init_from_pretrained(state, config, mesh)
   else:
     logging.info("Restored checkpoint at step %d from %s.", int(state.step), ckpt.directory)

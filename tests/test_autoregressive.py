@@ -45,7 +45,8 @@ def test_nll_equals_the_sum_of_conditionals_seen_by_the_sampler(path, arg):
   params = jax.tree.unflatten(tree, [p + 0.3 * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys)])
   state = state.replace(params=params, ema_params=None)   # eval uses these params, not an EMA
   x = m.targets(images, None)
-  nll = jax.jit(m.eval_step)(state, {"image": images}, jax.random.PRNGKey(2))["nll"]
+  metrics = jax.jit(m.eval_step)(state, {"image": images}, jax.random.PRNGKey(2))
+  nll = metrics["nll"]
   joint = m.likelihood == "logistic_mixture"
   order = [(i, j, ch) for i in range(h) for j in range(w) for ch in ([None] if joint else range(c))]
   apply = jax.jit(lambda canvas: m._apply(state.params, canvas, None, train=False))  # pylint: disable=protected-access
@@ -63,8 +64,8 @@ def test_nll_equals_the_sum_of_conditionals_seen_by_the_sampler(path, arg):
       canvas = canvas.at[:, i, j, ch].set(x[:, i, j, ch])
     total -= np.asarray(lp)
   np.testing.assert_allclose(np.asarray(nll), total, rtol=1e-4)
-  np.testing.assert_allclose(np.asarray(jax.jit(m.eval_step)(state, {"image": images}, jax.random.PRNGKey(2))
-                                        ["bits_per_dim"]), total / (h * w * c * math.log(2)), rtol=1e-4)
+  np.testing.assert_allclose(np.asarray(metrics["bits_per_dim"]), total / (h * w * c * math.log(2)),
+                             rtol=1e-4)
 
 
 @pytest.mark.parametrize("path,arg", [(MNIST, "tiny,arch=pixelcnn"), (CIFAR, "tiny,arch=pixelcnn"),
@@ -72,7 +73,8 @@ def test_nll_equals_the_sum_of_conditionals_seen_by_the_sampler(path, arg):
 def test_samples_are_on_the_data_grid(path, arg):
   m = _method(path, arg)
   h, w, c = m.shape
-  state = m.init(jax.random.PRNGKey(0), {"image": jnp.zeros((2, h, w, c))})
+  images = jnp.asarray(GRID[np.random.default_rng(0).integers(0, 256, (2, h, w, c))])
+  state = m.init(jax.random.PRNGKey(0), {"image": images})   # real-like values (weight norm's init)
   s = np.asarray(jax.jit(lambda st, r: m.sample(st, r, 4))(state, jax.random.PRNGKey(3)))
   assert s.shape == (4, h, w, c) and np.all(np.abs(s) <= 1)
   if m.likelihood == "bernoulli":
@@ -98,6 +100,29 @@ def test_config_errors_name_the_fix():
   c = load_config_file(f"{MNIST}:tiny,arch=pixelcnn")
   c.model.arch = "pixelsnail"
   with pytest.raises(ConfigError, match="arch='pixelsnail' is unknown"):
+    Autoregressive(c)
+
+
+def test_weight_norm_initialises_from_the_runs_first_batch(tmp_path):
+  """With model.weight_norm (PixelCNN++'s, on in its config), a fresh run's init sees the run's first
+  training batch, not the example batch's zeros: PixelCNN++'s input layer, applied to that batch,
+  gives per-channel standardised outputs (with zeros, init would divide by ~0)."""
+  from jaxgen import data, parallel, train
+  from jaxgen.nn.masked import DownShiftedConv
+  c = load_config_file(f"{CIFAR}:tiny,arch=pixelcnnpp")
+  c.data.image_size = 4
+  assert c.model.weight_norm and Autoregressive(c).init_from_data
+  state, _, ckpt = train.restore_or_init(Autoregressive(c), c, parallel.create_mesh(c.mesh), str(tmp_path))
+  ckpt.close()
+  first = next(data.train_iterator(c.data, global_batch_size=c.train.batch_size, seed=c.seed,
+                                   start_step=0))["image"]
+  x = jnp.concatenate([first, jnp.ones((*first.shape[:-1], 1))], axis=-1)
+  y = DownShiftedConv(c.model.nr_filters, (2, 3), weight_norm=True).apply(
+      {"params": jax.device_get(state.params["u_in"])}, x)
+  np.testing.assert_allclose(y.mean((0, 1, 2)), 0.0, atol=1e-4)
+  np.testing.assert_allclose(y.std((0, 1, 2)), 1.0, rtol=1e-3)
+  c.model.update(dict(arch="pixelcnn", likelihood="categorical"))
+  with pytest.raises(ConfigError, match="weight_norm=True is PixelCNN\\+\\+'s"):
     Autoregressive(c)
 
 

@@ -290,3 +290,49 @@ def test_masks_and_shifted_transposed_convs():
     np.testing.assert_allclose(y, ref[:, :8, crop:crop + 8], rtol=1e-6, atol=1e-6)
     g = jax.jit(jax.grad(lambda v: layer.apply(params, v)[0, 5, 3].sum()))(x)[0].any(-1)
     assert np.argwhere(np.asarray(g)).tolist() == ([[2, 1], [2, 2]] if crop else [[2, 1]])
+
+
+def _plain_params(tree):
+  """A weight-normalised params tree -> the plain layers' tree: kernel = scale * v / |v| (norm over
+  every axis but the output channels), the same bias."""
+  if not isinstance(tree, dict):
+    return tree
+  if "direction" in tree:
+    v = tree["direction"]
+    norm = jnp.sqrt(jnp.sum(jnp.square(v), axis=tuple(range(v.ndim - 1))))
+    return {"kernel": tree["scale"] * v / norm, "bias": tree["bias"]}
+  return {k: _plain_params(v) for k, v in tree.items()}
+
+
+def test_weight_norm_is_the_plain_network_with_normalised_kernels_and_data_dependent_init():
+  """PixelCNN++ with weight_norm=True computes the plain (causal) network with kernels g v / |v|
+  (so causality carries over), and its init sets each layer's scale and bias from the init batch:
+  a weight-normalised layer's outputs on that batch have zero mean and standard deviation
+  init_scale per channel (1, or 0.1 for the gated blocks' second conv)."""
+  key = jax.random.key(0)
+  x = _images(key, 3, False, batch=8, side=4)   # the smallest side (two stride-2 levels)
+  kw = dict(channels=3, nr_resnet=0, nr_filters=8, nr_logistic_mix=2, dropout=0.0)
+  wn, plain = PixelCNNpp(**kw, weight_norm=True), PixelCNNpp(**kw)
+  params = jax.jit(lambda k, v: wn.init(k, v, train=False))(key, x)["params"]
+  converted = _plain_params(params)
+  plain_shapes = jax.eval_shape(lambda: plain.init(key, x, train=False))["params"]
+  assert jax.tree.structure(converted) == jax.tree.structure(plain_shapes)
+  out_wn = jax.jit(lambda p, v: wn.apply({"params": p}, v, train=False))(params, x)
+  out_plain = jax.jit(lambda p, v: plain.apply({"params": p}, v, train=False))(converted, x)
+  np.testing.assert_allclose(out_wn, out_plain, rtol=1e-5, atol=1e-5)
+  # The output layer was initialised on the activations the batch produced: standardised.
+  np.testing.assert_allclose(out_wn.mean((0, 1, 2)), 0.0, atol=1e-4)
+  np.testing.assert_allclose(out_wn.std((0, 1, 2)), 1.0, rtol=1e-3)
+  # Single layers, including a transposed conv and the init_scale.
+  for layer, same_plain in ((Conv(6, (3, 3), weight_norm=True, init_scale=0.1), Conv(6, (3, 3))),
+                            (DownRightShiftedConvTranspose(5, weight_norm=True),
+                             DownRightShiftedConvTranspose(5))):
+    p = layer.init(key, x)
+    assert set(p["params"]) == {"direction", "scale", "bias"}
+    y = layer.apply(p, x)
+    np.testing.assert_allclose(y.mean((0, 1, 2)), 0.0, atol=1e-5)
+    np.testing.assert_allclose(y.std((0, 1, 2)), layer.init_scale, rtol=1e-4)
+    other = x[::-1] * 0.5   # another batch: the same function (apply does not re-initialise)
+    np.testing.assert_allclose(layer.apply(p, other),
+                               same_plain.apply({"params": _plain_params(p["params"])}, other),
+                               rtol=1e-5, atol=1e-5)

@@ -11,7 +11,7 @@ Targets (test NLL in bits/dim): PixelCNN 3.14, Row LSTM 3.07, Diagonal BiLSTM 3.
 Table 5; 15 PixelCNN layers, 12 LSTM layers, h=128, a 256-way softmax per colour channel in R -> G ->
 B order); Gated PixelCNN 3.03 (van den Oord et al. 2016b, Table 1); PixelCNN++ 2.92 (Salimans et
 al. 2017, Table 1; discretized logistic mixture of 10 components, 5 gated ResNet blocks per
-resolution, 160 filters, dropout 0.5, Adam(b1=0.95, b2=0.9995) lr 1e-3 decayed by 0.999995 per
+resolution, 160 filters, weight normalisation, dropout 0.5, Adam(b1=0.95, b2=0.9995) lr 1e-3 decayed by 0.999995 per
 step and Polyak averaging 0.9995 as the reference code, batch 64 as the Flax example). Data: the CIFAR-10 JPEG folder from the shared
 datasets (quality ~75 JPEGs, so bits/dim are not comparable to the papers' lossless images to the
 second decimal; use data.source="tfds", name="cifar10" for the lossless set). NOT YET MEASURED.
@@ -46,6 +46,8 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.model.nr_filters = 160
   c.model.nr_logistic_mix = 10
   c.model.dropout = 0.5
+  # Weight normalisation with data-dependent init from the first batch (the reference's), PixelCNN++ only.
+  c.model.weight_norm = args.arch == "pixelcnnpp"
   c.model.dtype = "float32"
 
   c.optim = ml_collections.ConfigDict(dict(name="adam", lr=1e-3, b1=0.95, b2=0.9995,

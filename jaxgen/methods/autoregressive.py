@@ -77,7 +77,7 @@ def _build_pixelcnnpp(c: ml_collections.ConfigDict, out: int) -> nn.Module:
   m = c.model
   return pixelcnn.PixelCNNpp(channels=c.data.channels, nr_resnet=m.nr_resnet, nr_filters=m.nr_filters,
                              nr_logistic_mix=m.nr_logistic_mix, dropout=m.dropout,
-                             dtype=parse_dtype(m.dtype))
+                             dtype=parse_dtype(m.dtype), weight_norm=m.get("weight_norm", False))
 
 
 ARCHS: dict[str, Arch] = {
@@ -127,6 +127,9 @@ class Autoregressive(Method):
                         f"({[a for a, v in ARCHS.items() if v.conditional]}) and labels "
                         f"(config.data.num_classes > 0); got arch {m.arch!r}, num_classes "
                         f"{d.num_classes}.")
+    if m.get("weight_norm", False) and m.arch != "pixelcnnpp":
+      raise ConfigError(f"config.model.weight_norm=True is PixelCNN++'s (arch='pixelcnnpp'); arch "
+                        f"{m.arch!r} has no weight-normalised layers: set weight_norm=False.")
     parse_dtype(m.dtype)
 
   @property
@@ -165,9 +168,18 @@ class Autoregressive(Method):
     return jnp.sum(lp.reshape(lp.shape[0], -1), axis=-1)
 
   # ---- Method interface -------------------------------------------------------------------------
+  @property
+  def init_from_data(self) -> bool:
+    """Weight-normalised PixelCNN++ initialises its scales and biases from the first batch."""
+    return bool(self.config.model.get("weight_norm", False))
+
   def init(self, rng: jax.Array, example_batch: Batch) -> TrainState:
-    x = jnp.zeros((1,) + self.shape, jnp.float32)
-    args = (x, jnp.zeros((1,), jnp.int32)) if self.conditional else (x,)
+    if self.init_from_data:     # data-dependent init: the batch's values matter
+      x = self.targets(example_batch["image"], None)
+      labels = example_batch.get("label", jnp.zeros((x.shape[0],), jnp.int32))
+    else:
+      x, labels = jnp.zeros((1,) + self.shape, jnp.float32), jnp.zeros((1,), jnp.int32)
+    args = (x, labels) if self.conditional else (x,)
     params = jit_once(lambda r: self.model.init(r, *args, train=False))(rng)["params"]
     return TrainState.create(params=params, opt_state=self.tx.init(params), rng=rng,
                              ema_params=ema_init(params, self.config.train))

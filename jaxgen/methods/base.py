@@ -49,6 +49,9 @@ class Method:
   can_sample: bool = True
   # Batch keys `sample` reads from `cond` (e.g. ("label",), ("low_res",)); () = unconditional.
   cond_keys: tuple[str, ...] = ()
+  # True when `init` reads the values of its example batch (data-dependent initialisation, e.g. weight
+  # normalisation): on a fresh start the loop then passes the run's first training batch, not zeros.
+  init_from_data: bool = False
 
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
@@ -67,7 +70,8 @@ class Method:
     return {}
 
   def init(self, rng: jax.Array, example_batch: Batch) -> TrainState:
-    """Initial state (with state.frozen = {}). `example_batch` has the global batch's shapes."""
+    """Initial state (with state.frozen = {}). `example_batch` has the global batch's shapes; its
+    values are zeros (or, with `init_from_data`, the first training batch)."""
     raise NotImplementedError
 
   def train_step(self, state: TrainState, batch: Batch, rng: jax.Array) -> tuple[TrainState, dict]:

@@ -218,25 +218,29 @@ class GatedResnet(nn.Module):
     shift: "down" ((2, 3) down-shifted convs, the u stream) or "down_right" ((2, 2), the ul stream).
     dropout: rate on the middle activations (rng collection "dropout", train=True only).
     dtype: compute dtype.
+    weight_norm: weight-normalised convs with data-dependent init (jaxgen.nn.linear
+      .weight_norm_kernel), the second one at init_scale 0.1, as the reference.
   """
   shift: str
   dropout: float = 0.5
   dtype: Any = jnp.float32
+  weight_norm: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, skip: Optional[jax.Array] = None,
                ctx: Optional[jax.Array] = None, *, train: bool) -> jax.Array:
     """x [B, H, W, F], skip [B, H, W, F'] or None, ctx [B, K] or None -> [B, H, W, F]."""
     conv = {"down": DownShiftedConv, "down_right": DownRightShiftedConv}[self.shift]
-    f = x.shape[-1]
-    c1 = conv(f, dtype=self.dtype, name="conv_1")(concat_elu(x))
+    f, wn = x.shape[-1], self.weight_norm
+    c1 = conv(f, dtype=self.dtype, weight_norm=wn, name="conv_1")(concat_elu(x))
     if skip is not None:
-      c1 = c1 + Conv(f, (1, 1), padding="VALID", dtype=self.dtype, name="skip")(concat_elu(skip))
+      c1 = c1 + Conv(f, (1, 1), padding="VALID", dtype=self.dtype, weight_norm=wn,
+                     name="skip")(concat_elu(skip))
     c1 = concat_elu(c1)
     if train and self.dropout > 0:
       c1 = fast_dropout(c1, self.dropout, self.make_rng("dropout"))
     # 0.1x the usual initial std (variance 0.01x): the block starts close to the identity.
-    c2 = conv(2 * f, dtype=self.dtype, name="conv_2",
+    c2 = conv(2 * f, dtype=self.dtype, name="conv_2", weight_norm=wn, init_scale=0.1,
               kernel_init=nn.initializers.variance_scaling(0.01, "fan_in", "truncated_normal"))(c1)
     if ctx is not None:
       c2 = c2 + Dense(2 * f, use_bias=False, dtype=self.dtype, name="cond")(ctx)[:, None, None, :]
@@ -272,6 +276,9 @@ class PixelCNNpp(nn.Module):
     dropout: rate inside every gated block (train=True only; rng collection "dropout").
     num_classes: 0 = no labels; else int labels [B] are required (V h in every block).
     dtype: compute dtype; params and outputs float32.
+    weight_norm: every convolution weight-normalised with data-dependent init, as the reference
+      (jaxgen.nn.linear.weight_norm_kernel; `init` must then see a real batch). The label
+      projection stays a plain Dense (the reference's `hw` is not normalised either).
   """
   channels: int = 3
   nr_resnet: int = 5
@@ -280,6 +287,7 @@ class PixelCNNpp(nn.Module):
   dropout: float = 0.5
   num_classes: int = 0
   dtype: Any = jnp.float32
+  weight_norm: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, labels: Optional[jax.Array] = None,
@@ -293,25 +301,26 @@ class PixelCNNpp(nn.Module):
     if x.shape[1] % 4 or x.shape[2] % 4:
       raise ValueError(f"PixelCNNpp: image sides must be divisible by 4 (two stride-2 levels), got "
                        f"{x.shape[1]}x{x.shape[2]}; pad or crop the images.")
-    nf, dt = self.nr_filters, self.dtype
+    nf, dt, wn = self.nr_filters, self.dtype, self.weight_norm
     ctx = _conditioning(labels, cond, self.num_classes, dt)
 
     def res(shift, name):
-      block = GatedResnet(shift, self.dropout, dt, name=name)
+      block = GatedResnet(shift, self.dropout, dt, weight_norm=wn, name=name)
       return lambda h, skip=None: block(h, skip, ctx, train=train)
 
     x = x.astype(dt)
     x = jnp.concatenate([x, jnp.ones((*x.shape[:-1], 1), dt)], axis=-1)
-    u_list = [down_shift(DownShiftedConv(nf, (2, 3), dtype=dt, name="u_in")(x))]
-    ul_list = [down_shift(DownShiftedConv(nf, (1, 3), dtype=dt, name="ul_in_above")(x)) +
-               right_shift(DownRightShiftedConv(nf, (2, 1), dtype=dt, name="ul_in_left")(x))]
+    u_list = [down_shift(DownShiftedConv(nf, (2, 3), dtype=dt, weight_norm=wn, name="u_in")(x))]
+    ul_list = [down_shift(DownShiftedConv(nf, (1, 3), dtype=dt, weight_norm=wn, name="ul_in_above")(x)) +
+               right_shift(DownRightShiftedConv(nf, (2, 1), dtype=dt, weight_norm=wn,
+                                                name="ul_in_left")(x))]
 
     # Up pass (the reference's name): full, half and quarter resolution.
     for level in range(3):
       if level:
-        u_list.append(DownShiftedConv(nf, strides=2, dtype=dt,
+        u_list.append(DownShiftedConv(nf, strides=2, dtype=dt, weight_norm=wn,
                                       name=f"up_{level}_u_down")(u_list[-1]))
-        ul_list.append(DownRightShiftedConv(nf, strides=2, dtype=dt,
+        ul_list.append(DownRightShiftedConv(nf, strides=2, dtype=dt, weight_norm=wn,
                                             name=f"up_{level}_ul_down")(ul_list[-1]))
       for j in range(self.nr_resnet):
         u_list.append(res("down", f"up_{level}_u_res_{j}")(u_list[-1]))
@@ -325,11 +334,12 @@ class PixelCNNpp(nn.Module):
         ul = res("down_right", f"down_{level}_ul_res_{j}")(
             ul, jnp.concatenate([u, ul_list.pop()], axis=-1))
       if level:
-        u = DownShiftedConvTranspose(nf, dtype=dt, name=f"down_{level}_u_up")(u)
-        ul = DownRightShiftedConvTranspose(nf, dtype=dt, name=f"down_{level}_ul_up")(ul)
+        u = DownShiftedConvTranspose(nf, dtype=dt, weight_norm=wn, name=f"down_{level}_u_up")(u)
+        ul = DownRightShiftedConvTranspose(nf, dtype=dt, weight_norm=wn,
+                                           name=f"down_{level}_ul_up")(ul)
     assert not u_list and not ul_list, "every short cut is used once"
 
     per_mix = 10 if self.channels == 3 else 3
-    out = Conv(per_mix * self.nr_logistic_mix, (1, 1), padding="VALID", dtype=dt,
+    out = Conv(per_mix * self.nr_logistic_mix, (1, 1), padding="VALID", dtype=dt, weight_norm=wn,
                name="conv_out")(nn.elu(ul))
     return out.astype(jnp.float32)

@@ -47,9 +47,48 @@ def _bias_add_bwd(bias, g):
 bias_add.defvjp(_bias_add_fwd, _bias_add_bwd)
 
 
+def weight_norm_kernel(module: nn.Module, x: jax.Array, kernel_shape: tuple[int, ...],
+                       op: Callable[[jax.Array, jax.Array], jax.Array], init_scale: float = 1.0,
+                       ) -> tuple[jax.Array, jax.Array]:
+  """(kernel, bias) of a weight-normalised layer (Salimans & Kingma 2016): kernel = scale * v / |v|,
+  the norm over every axis but the last (the output channels), with data-dependent initialisation.
+
+  Params "direction" (v, kernel_shape, init N(0, 0.05^2)), "scale" (g, [out]) and "bias" (b, [out]),
+  as openai/pixel-cnn's `conv2d` / `deconv2d` / `nin` (V, g, b). At `init`, g and b are set from the
+  init batch x so that op(x, kernel) + b has zero mean and standard deviation `init_scale` per output
+  channel over every other axis: g = init_scale / sqrt(var + 1e-10), b = -mean g, with mean and var
+  those of op(x, v / |v|) (g = init_scale where var <= 1e-8: a channel constant over the batch). So `init` must see real data (a method with weight-normalised layers sets
+  `Method.init_from_data`); on zeros the statistics are degenerate. `op` takes (x, kernel) in the
+  compute dtype; the statistics are float32.
+  """
+  v = module.param("direction", nn.initializers.normal(0.05), kernel_shape, jnp.float32)
+  axes = tuple(range(len(kernel_shape) - 1))
+  unit = v * jax.lax.rsqrt(jnp.sum(jnp.square(v), axis=axes))
+
+  def moments():
+    y = op(x.astype(jnp.float32), unit).astype(jnp.float32)
+    rows = tuple(range(y.ndim - 1))
+    return jnp.mean(y, axis=rows), jnp.var(y, axis=rows)
+
+  def init_scale_fn(_):
+    var = moments()[1]
+    # A channel that is constant over the batch (it sees only padding, e.g. the coarsest level of a
+    # 4x4 PixelCNN++) keeps g = init_scale rather than ~1e5, which would amplify rounding noise.
+    return jnp.where(var > 1e-8, init_scale * jax.lax.rsqrt(var + 1e-10), init_scale)
+
+  g = module.param("scale", init_scale_fn)
+  b = module.param("bias", lambda _: -moments()[0] * init_scale_fn(None))
+  return unit * g, b
+
+
 def _project(module: nn.Module, x: jax.Array, kernel_shape: tuple[int, ...],
              op: Callable[[jax.Array, jax.Array], jax.Array]) -> jax.Array:
-  """Dense / Conv body: the "kernel" param, op(x, kernel) in the compute dtype, then the "bias"."""
+  """Dense / Conv body: the "kernel" param, op(x, kernel) in the compute dtype, then the "bias"; with
+  module.weight_norm, the kernel and bias of `weight_norm_kernel` instead."""
+  if getattr(module, "weight_norm", False):
+    kernel, bias = weight_norm_kernel(module, x, kernel_shape, op, module.init_scale)
+    dtype = module.dtype or x.dtype
+    return bias_add(op(x.astype(dtype), kernel.astype(dtype)), bias)
   kernel = module.param("kernel", module.kernel_init, kernel_shape, module.param_dtype)
   dtype = module.dtype or jnp.result_type(x, kernel)
   y = op(x.astype(dtype), kernel.astype(dtype))
@@ -82,6 +121,9 @@ class Conv(nn.Module):
     kernel_size: (kh, kw).
     strides: int or (sh, sw).
     padding: ((top, bottom), (left, right)) zeros, or "SAME" / "VALID".
+    weight_norm: weight-normalised kernel with data-dependent init (`weight_norm_kernel`; params
+      "direction", "scale", "bias" instead of "kernel", "bias"; kernel_init / use_bias unused).
+    init_scale: with weight_norm, the initial per-channel output standard deviation.
   """
   features: int
   kernel_size: Sequence[int]
@@ -92,6 +134,8 @@ class Conv(nn.Module):
   param_dtype: Any = jnp.float32
   kernel_init: Callable[..., Any] = nn.initializers.lecun_normal()
   bias_init: Callable[..., Any] = nn.initializers.zeros
+  weight_norm: bool = False
+  init_scale: float = 1.0
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen.nn.linear import Conv, bias_add
+from jaxgen.nn.linear import Conv, bias_add, weight_norm_kernel
 
 _DN = ("NHWC", "HWIO", "NHWC")
 
@@ -156,6 +156,8 @@ class DownShiftedConv(nn.Module):
   strides: Union[int, Sequence[int]] = 1
   dtype: Any = None
   kernel_init: Callable[..., Any] = nn.initializers.lecun_normal()
+  weight_norm: bool = False       # jaxgen.nn.linear.weight_norm_kernel (PixelCNN++'s layers)
+  init_scale: float = 1.0
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -164,7 +166,8 @@ class DownShiftedConv(nn.Module):
       raise ValueError(f"DownShiftedConv: kernel width must be odd (centred), got {kw}.")
     return Conv(self.features, (kh, kw), strides=self.strides,
                 padding=((kh - 1, 0), (kw // 2, kw // 2)), dtype=self.dtype,
-                kernel_init=self.kernel_init, name="conv")(x)
+                kernel_init=self.kernel_init, weight_norm=self.weight_norm,
+                init_scale=self.init_scale, name="conv")(x)
 
 
 class DownRightShiftedConv(nn.Module):
@@ -176,12 +179,15 @@ class DownRightShiftedConv(nn.Module):
   strides: Union[int, Sequence[int]] = 1
   dtype: Any = None
   kernel_init: Callable[..., Any] = nn.initializers.lecun_normal()
+  weight_norm: bool = False       # jaxgen.nn.linear.weight_norm_kernel (PixelCNN++'s layers)
+  init_scale: float = 1.0
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     kh, kw = self.kernel_size
     return Conv(self.features, (kh, kw), strides=self.strides, padding=((kh - 1, 0), (kw - 1, 0)),
-                dtype=self.dtype, kernel_init=self.kernel_init, name="conv")(x)
+                dtype=self.dtype, kernel_init=self.kernel_init, weight_norm=self.weight_norm,
+                init_scale=self.init_scale, name="conv")(x)
 
 
 def _shifted_conv_transpose(module: nn.Module, x: jax.Array, col_offset: int) -> jax.Array:
@@ -197,13 +203,20 @@ def _shifted_conv_transpose(module: nn.Module, x: jax.Array, col_offset: int) ->
   """
   kh, kw = module.kernel_size
   sh, sw = _pair(module.strides)
-  kernel = module.param("kernel", module.kernel_init, (kh, kw, x.shape[-1], module.features),
-                        jnp.float32)
-  dtype = module.dtype or jnp.result_type(x, kernel)
+  shape = (kh, kw, x.shape[-1], module.features)
   padding = ((kh - 1, sh - 1), (kw - 1 + col_offset, sw - 1 - col_offset))
-  y = jax.lax.conv_general_dilated(x.astype(dtype), kernel.astype(dtype), (1, 1), padding,
-                                   lhs_dilation=(sh, sw), dimension_numbers=_DN)
-  return bias_add(y, module.param("bias", nn.initializers.zeros, (module.features,), jnp.float32))
+
+  def op(x, k):
+    return jax.lax.conv_general_dilated(x, k, (1, 1), padding, lhs_dilation=(sh, sw),
+                                        dimension_numbers=_DN)
+
+  if module.weight_norm:
+    kernel, bias = weight_norm_kernel(module, x, shape, op, module.init_scale)
+  else:
+    kernel = module.param("kernel", module.kernel_init, shape, jnp.float32)
+    bias = module.param("bias", nn.initializers.zeros, (module.features,), jnp.float32)
+  dtype = module.dtype or jnp.result_type(x, kernel)
+  return bias_add(op(x.astype(dtype), kernel.astype(dtype)), bias)
 
 
 class DownShiftedConvTranspose(nn.Module):
@@ -219,6 +232,8 @@ class DownShiftedConvTranspose(nn.Module):
   strides: Union[int, Sequence[int]] = 2
   dtype: Any = None
   kernel_init: Callable[..., Any] = nn.initializers.lecun_normal()
+  weight_norm: bool = False       # params "direction", "scale", "bias" (nn.linear.weight_norm_kernel)
+  init_scale: float = 1.0
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -237,6 +252,8 @@ class DownRightShiftedConvTranspose(nn.Module):
   strides: Union[int, Sequence[int]] = 2
   dtype: Any = None
   kernel_init: Callable[..., Any] = nn.initializers.lecun_normal()
+  weight_norm: bool = False       # params "direction", "scale", "bias" (nn.linear.weight_norm_kernel)
+  init_scale: float = 1.0
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
