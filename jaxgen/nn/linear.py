@@ -57,27 +57,29 @@ def weight_norm_kernel(module: nn.Module, x: jax.Array, kernel_shape: tuple[int,
   as openai/pixel-cnn's `conv2d` / `deconv2d` / `nin` (V, g, b). At `init`, g and b are set from the
   init batch x so that op(x, kernel) + b has zero mean and standard deviation `init_scale` per output
   channel over every other axis: g = init_scale / sqrt(var + 1e-10), b = -mean g, with mean and var
-  those of op(x, v / |v|) (g = init_scale where var <= 1e-8: a channel constant over the batch). So `init` must see real data (a method with weight-normalised layers sets
-  `Method.init_from_data`); on zeros the statistics are degenerate. `op` takes (x, kernel) in the
-  compute dtype; the statistics are float32.
+  those of op(x, v / |v|); g = init_scale where var <= 1e-8 (a channel constant over the batch, e.g.
+  one that sees only padding, keeps a unit scale rather than ~1e5, which would amplify rounding
+  noise). So `init` must see real data (a method with weight-normalised layers sets
+  `Method.init_from_data`). `op` takes (x, kernel) in the compute dtype; the statistics are float32.
   """
   v = module.param("direction", nn.initializers.normal(0.05), kernel_shape, jnp.float32)
-  axes = tuple(range(len(kernel_shape) - 1))
-  unit = v * jax.lax.rsqrt(jnp.sum(jnp.square(v), axis=axes))
+  unit = v * jax.lax.rsqrt(jnp.sum(jnp.square(v), axis=tuple(range(len(kernel_shape) - 1))))
 
-  def moments():
-    y = op(x.astype(jnp.float32), unit).astype(jnp.float32)
-    rows = tuple(range(y.ndim - 1))
-    return jnp.mean(y, axis=rows), jnp.var(y, axis=rows)
+  stats = []    # (mean, var) of op(x, unit) per channel: computed once, at init only
+
+  def unit_stats():
+    if not stats:
+      y = op(x.astype(jnp.float32), unit).astype(jnp.float32)
+      rows = tuple(range(y.ndim - 1))
+      stats.append((jnp.mean(y, axis=rows), jnp.var(y, axis=rows)))
+    return stats[0]
 
   def init_scale_fn(_):
-    var = moments()[1]
-    # A channel that is constant over the batch (it sees only padding, e.g. the coarsest level of a
-    # 4x4 PixelCNN++) keeps g = init_scale rather than ~1e5, which would amplify rounding noise.
+    var = unit_stats()[1]
     return jnp.where(var > 1e-8, init_scale * jax.lax.rsqrt(var + 1e-10), init_scale)
 
   g = module.param("scale", init_scale_fn)
-  b = module.param("bias", lambda _: -moments()[0] * init_scale_fn(None))
+  b = module.param("bias", lambda _: -unit_stats()[0] * g)   # at init, g is the value just set
   return unit * g, b
 
 
