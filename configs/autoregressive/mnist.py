@@ -53,7 +53,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.eval.batch_size = 100
   c.eval.num_samples = 16
   c.sample = ml_collections.ConfigDict(dict(progress=True))
-  c.sample.cached = True                # pixelcnn / gated_pixelcnn: cached sampler (False: naive)
+  c.sample.cached = True                # pixelcnn / gated_pixelcnn / pixelcnnpp: cached sampler (False: naive)
   if args.tiny:
     c.data.image_size = 8
     c.data.num_train_examples = 256

@@ -35,11 +35,11 @@ LIKELIHOODS = ("categorical", "bernoulli", "logistic_mixture")
 BINARIZE = ("", "dynamic", "static")
 
 
-# Archs with a cached sampler (jaxgen.models.pixelcnn_cache: each position computes every layer
-# at its pixel only; same images as the naive sampler for the same rng). For them
+# Archs with a cached sampler (jaxgen.models.pixelcnn_cache: each position computes the layers
+# it changes, at its pixel / row only; same images as the naive sampler for the same rng). For them
 # config.sample.cached (default True) picks it; False runs the full network at every position.
 # Other archs always sample naively.
-CACHED_ARCHS = ("pixelcnn", "gated_pixelcnn")
+CACHED_ARCHS = ("pixelcnn", "gated_pixelcnn", "pixelcnnpp")
 
 
 class Arch(NamedTuple):

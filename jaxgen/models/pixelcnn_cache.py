@@ -1,4 +1,4 @@
-"""Cached ("fast") sampling of the masked convolutional models: `PixelCNN` and `GatedPixelCNN`.
+"""Cached ("fast") sampling of the convolutional models: `PixelCNN`, `GatedPixelCNN`, `PixelCNNpp`.
 
 The naive sampler (jaxgen.methods.autoregressive) runs the whole network on the whole canvas once
 per (pixel, channel) position: H W C full forward passes. Here, as in Fast PixelCNN++ (Ramachandran
@@ -32,7 +32,22 @@ groups < g of the image (mask A first, masks B after, which pass group <= g to g
   once, as a row convolution over its cache, when the image row is complete, and the link 1x1 conv
   of the finished row is kept for the next row's pixels (row 0 gets the link of zeros: its bias).
 
-Cost per position: one column of layers at one pixel (plus, once per row, one row of the vertical
+- PixelCNNpp. Sampled one pixel at a time (the mixture draws the three colours jointly), so a
+  layer's output at (i, j) is final once every pixel before (i, j) is: the u stream (down-shifted
+  convs) at row i sees only rows < i, the ul stream at (i, j) only earlier pixels, and a cell (I, J)
+  of the half / quarter resolution only fine pixels before (2I, 2J) / (4I, 4J) (the stride-2 shifted
+  convs read cells above and to the left, the transposed ones send a coarse cell to the 2 x 2 block
+  below-right of it). So, with every layer's output cached over its resolution, the u stream's
+  layers run once per row (at rows 2I / 4I for the coarser ones) on a band of the rows above, and the
+  ul stream's once per pixel (at (2I, 2J) / (4I, 4J) for the coarser ones, under lax.cond) on a
+  window reaching as far up and left as the layer does (3 x 3 for a gated block), in the model's
+  layer order; the window is clipped into the image, where the layer's own zero padding is the
+  image's. Each layer is the model's own Flax module applied to its params subtree (weight-normalised
+  kernels g v / |v| converted once), so the cached sampler cannot drift from the model. Cost: about
+  one full forward pass of the u stream, and per pixel a 3 x 3 window of each ul layer, instead of
+  the whole network over H W pixels at each of the H W steps.
+
+Cost per position (PixelCNN, Gated PixelCNN): one column of layers at one pixel (plus, once per row, one row of the vertical
 stack) instead of the full network over H W pixels. Everything runs in one compiled loop
 (`lax.fori_loop` over positions; rows then positions for the Gated PixelCNN).
 
@@ -40,20 +55,24 @@ API: `supports(model)`, `sample(model, params, rng, num, image_size, labels=None
 float32 [num, H, W, C] in [-1, 1], and `sample_with_logits` (the same plus every position's logits,
 for tests).
 """
-from typing import Any, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxgen import distributions as D
 from jaxgen import progress
-from jaxgen.models.pixelcnn import GatedPixelCNN, PixelCNN, _conditioning
-from jaxgen.nn.masked import causal_mask
+from jaxgen.models.pixelcnn import (GatedPixelCNN, GatedResnet, PixelCNN, PixelCNNpp,
+                                    _conditioning)
+from jaxgen.nn.linear import Conv, weight_norm_to_plain
+from jaxgen.nn.masked import (DownRightShiftedConv, DownRightShiftedConvTranspose, DownShiftedConv,
+                              DownShiftedConvTranspose, causal_mask, down_shift, right_shift)
 
 
 def supports(model: nn.Module) -> bool:
-  """Whether `model` has a cached sampler here (PixelCNN, GatedPixelCNN)."""
-  return isinstance(model, (PixelCNN, GatedPixelCNN))
+  """Whether `model` has a cached sampler here (PixelCNN, GatedPixelCNN, PixelCNNpp)."""
+  return isinstance(model, (PixelCNN, GatedPixelCNN, PixelCNNpp))
 
 
 # ---- helpers ------------------------------------------------------------------------------------
@@ -280,22 +299,215 @@ def _gated(model: GatedPixelCNN, params, rng, num: int, h: int, w: int, ctx, kee
   return vcaches[0][:, p0:, p0:p0 + w], logits_buf
 
 
+# ---- PixelCNN++ ---------------------------------------------------------------------------------
+class _Node(NamedTuple):
+  """One layer of PixelCNN++ as the cached sampler runs it: writes cache `out` at resolution
+  `level` (0 = full, 1 = half, 2 = quarter) from the caches `ins`, when the grid of level `fire`
+  reaches a new row ("u" stream, at row starts) or a new pixel ("ul" stream). `kind`: "in" (the input
+  layers, on the image), "res" (a gated block), "down" (stride-2 conv from level - 1), "up" (stride-2
+  transposed conv from level + 1 = fire)."""
+  out: str
+  level: int
+  fire: int
+  stream: str
+  kind: str
+  fn: Callable[..., jax.Array]
+  ins: tuple[str, ...]
+
+
+# Receptive reach (rows above, columns left, columns right) of one output of each kind, in units of
+# its own resolution ("down": in coarse cells, each 2 x 2 of the input).
+_REACH = {"in_u": (2, 0, 0), "in_ul": (1, 1, 1), "res_u": (2, 0, 0), "res_ul": (2, 2, 0),
+          "down_u": (1, 0, 0), "down_ul": (1, 1, 0)}
+
+
+def _pp_graph(model: PixelCNNpp, params, ctx) -> tuple[list[_Node], str]:
+  """PixelCNNpp.__call__ as a list of nodes in its order (train=False), and the key of the last ul
+  cache (the head's input). Every module is the model's own, applied to its params subtree."""
+  nf, dt = model.nr_filters, model.dtype
+
+  def conv(cls, name, **kw):
+    m = cls(nf, dtype=dt, **kw)
+    return lambda x: m.apply({"params": params[name]}, x)
+
+  def res(shift, name):
+    m = GatedResnet(shift, 0.0, dt)
+
+    def fn(x, *skips):
+      skip = None if not skips else skips[0] if len(skips) == 1 else jnp.concatenate(skips, -1)
+      return m.apply({"params": params[name]}, x, skip, ctx, train=False)
+    return fn
+
+  nodes = []
+
+  def add(out, level, stream, kind, fn, *ins, fire=None):
+    nodes.append(_Node(out, level, level if fire is None else fire, stream, kind, fn, ins))
+    return out
+
+  u_in = conv(DownShiftedConv, "u_in", kernel_size=(2, 3))
+  ul_above = conv(DownShiftedConv, "ul_in_above", kernel_size=(1, 3))
+  ul_left = conv(DownRightShiftedConv, "ul_in_left", kernel_size=(2, 1))
+  u = [add("u_in", 0, "u", "in", lambda x: down_shift(u_in(x)), "x")]
+  ul = [add("ul_in", 0, "ul", "in", lambda x: down_shift(ul_above(x)) + right_shift(ul_left(x)),
+            "x")]
+  for level in range(3):
+    if level:
+      name = f"up_{level}_u_down"
+      u.append(add(name, level, "u", "down", conv(DownShiftedConv, name, strides=2), u[-1]))
+      name = f"up_{level}_ul_down"
+      ul.append(add(name, level, "ul", "down", conv(DownRightShiftedConv, name, strides=2), ul[-1]))
+    for j in range(model.nr_resnet):
+      name = f"up_{level}_u_res_{j}"
+      u.append(add(name, level, "u", "res", res("down", name), u[-1]))
+      name = f"up_{level}_ul_res_{j}"
+      ul.append(add(name, level, "ul", "res", res("down_right", name), ul[-1], u[-1]))
+  uk, ulk = u.pop(), ul.pop()
+  for level in reversed(range(3)):
+    for j in range(model.nr_resnet + (level < 2)):
+      name = f"down_{level}_u_res_{j}"
+      uk = add(name, level, "u", "res", res("down", name), uk, u.pop())
+      name = f"down_{level}_ul_res_{j}"
+      ulk = add(name, level, "ul", "res", res("down_right", name), ulk, uk, ul.pop())
+    if level:
+      name = f"down_{level}_u_up"
+      uk = add(name, level - 1, "u", "up", conv(DownShiftedConvTranspose, name), uk, fire=level)
+      name = f"down_{level}_ul_up"
+      ulk = add(name, level - 1, "ul", "up", conv(DownRightShiftedConvTranspose, name), ulk,
+                fire=level)
+  assert not u and not ul, "every short cut is used once"
+  return nodes, ulk
+
+
+def _span(pos, lo: int, hi: int, size: int):
+  """(start, n): a window of n = lo + hi + 1 cells (at most `size`) around pos, clipped into the
+  image. A causal layer applied to the window gives, at pos - start, its output on the whole image:
+  the receptive field lies inside the window, or reaches the image border where the window's own
+  zero padding is the layer's."""
+  n = min(lo + hi + 1, size)
+  return jnp.clip(pos - lo, 0, size - n), n
+
+
+def _run_node(node: _Node, caches: dict, r, c) -> dict:
+  """Computes node's output at its fire grid's row r ("u": the whole row) or cell (r, c) ("ul") from
+  windows of its input caches, and writes it into caches[node.out]."""
+  ins = [caches[k] for k in node.ins]
+  out = caches[node.out]
+  b = out.shape[0]
+  if node.kind == "up":               # one coarse row / cell -> 2 rows / a 2 x 2 block, no overlap
+    if node.stream == "u":
+      y = node.fn(*[jax.lax.dynamic_slice_in_dim(a, r, 1, 1) for a in ins])
+      return {**caches, node.out: jax.lax.dynamic_update_slice_in_dim(out, y.astype(out.dtype),
+                                                                        2 * r, 1)}
+    y = node.fn(*[jax.lax.dynamic_slice(a, (0, r, c, 0), (b, 1, 1, a.shape[-1])) for a in ins])
+    return {**caches, node.out: jax.lax.dynamic_update_slice(out, y.astype(out.dtype),
+                                                             (0, 2 * r, 2 * c, 0))}
+  up, left, right = _REACH[f"{node.kind}_{node.stream}"]
+  f = 2 if node.kind == "down" else 1           # input cells per output cell
+  h, w = out.shape[1:3]
+  s, n = _span(r, up, 0, h)
+  if node.stream == "u":
+    y = node.fn(*[jax.lax.dynamic_slice_in_dim(a, f * s, f * n, 1) for a in ins])
+    y = jax.lax.dynamic_slice_in_dim(y, r - s, 1, 1)
+    return {**caches, node.out: jax.lax.dynamic_update_slice_in_dim(out, y.astype(out.dtype), r, 1)}
+  t, m = _span(c, left, right, w)
+  y = node.fn(*[jax.lax.dynamic_slice(a, (0, f * s, f * t, 0), (b, f * n, f * m, a.shape[-1]))
+                for a in ins])
+  y = jax.lax.dynamic_slice(y, (0, r - s, c - t, 0), (b, 1, 1, y.shape[-1]))
+  return {**caches, node.out: jax.lax.dynamic_update_slice(out, y.astype(out.dtype), (0, r, c, 0))}
+
+
+def _run_segments(nodes: list[_Node], caches: dict, r, c=None) -> dict:
+  """Runs the nodes in order, each run of equal `fire` as one block, skipped (lax.cond) unless
+  fine row r (and column c) fall on that level's grid."""
+  segments = []
+  for node in nodes:
+    if segments and segments[-1][0] == node.fire:
+      segments[-1][1].append(node)
+    else:
+      segments.append((node.fire, [node]))
+  for fire, seg in segments:
+    def go(caches, fire=fire, seg=seg):
+      for node in seg:
+        caches = _run_node(node, caches, r >> fire, None if c is None else c >> fire)
+      return caches
+    if fire == 0:
+      caches = go(caches)
+      continue
+    on = (r & ((1 << fire) - 1)) == 0
+    if c is not None:
+      on = on & ((c & ((1 << fire) - 1)) == 0)
+    caches = jax.lax.cond(on, go, lambda caches: caches, caches)
+  return caches
+
+
+def _pixelcnnpp(model: PixelCNNpp, params, rng, num: int, h: int, w: int, ctx, keep_logits: bool,
+                show: bool):
+  if h % 4 or w % 4:
+    raise ValueError(f"pixelcnn_cache: PixelCNN++ image sides must be divisible by 4, got {h}x{w}.")
+  if model.weight_norm:            # kernels g v / |v| once, not at each of the H W steps
+    params = weight_norm_to_plain(params)
+  dt, c = model.dtype, model.channels
+  nodes, last = _pp_graph(model, params, ctx)
+  per_mix = 10 if c == 3 else 3
+  conv_out = Conv(per_mix * model.nr_logistic_mix, (1, 1), padding="VALID", dtype=dt)
+
+  # Caches: the input with its channel of ones (what the model's first layers see), then every
+  # layer's output over its whole resolution; shapes and dtypes as the layers give them.
+  x = jnp.concatenate([jnp.zeros((num, h, w, c), dt), jnp.ones((num, h, w, 1), dt)], -1)
+  caches = {"x": x}
+  for node in nodes:
+    shape = jax.eval_shape(node.fn, *[caches[k] for k in node.ins])
+    caches[node.out] = jnp.zeros(shape.shape, shape.dtype)
+  u_nodes = [n for n in nodes if n.stream == "u"]
+  ul_nodes = [n for n in nodes if n.stream == "ul"]
+  logits_buf = (jnp.zeros((num, h, w, per_mix * model.nr_logistic_mix), jnp.float32)
+                if keep_logits else None)
+
+  def pixel_step(col, carry, row):
+    caches, logits_buf = carry
+    caches = _run_segments(ul_nodes, caches, row, col)
+    top = caches[last]
+    v = jax.lax.dynamic_slice(top, (0, row, col, 0), (num, 1, 1, top.shape[-1]))
+    out = conv_out.apply({"params": params["conv_out"]}, nn.elu(v)).astype(jnp.float32)[:, 0, 0]
+    i = row * w + col
+    value = D.sample_mix_logistic(jax.random.fold_in(rng, i), out, c)        # [num, C]
+    x = jax.lax.dynamic_update_slice(caches["x"], value[:, None, None, :].astype(dt),
+                                     (0, row, col, 0))
+    if logits_buf is not None:
+      logits_buf = logits_buf.at[:, row, col].set(out)
+    if show:
+      progress.in_loop(i, h * w, "pixelcnnpp cached sampling")
+    return {**caches, "x": x}, logits_buf
+
+  def row_step(row, carry):
+    caches, logits_buf = carry
+    caches = _run_segments(u_nodes, caches, row)
+    return jax.lax.fori_loop(0, w, lambda col, cr: pixel_step(col, cr, row), (caches, logits_buf))
+
+  caches, logits_buf = jax.lax.fori_loop(0, h, row_step, (caches, logits_buf))
+  return caches["x"][..., :c].astype(jnp.float32), logits_buf
+
+
 # ---- entry points -------------------------------------------------------------------------------
 def sample_with_logits(model: nn.Module, params, rng: jax.Array, num: int,
                        image_size: tuple[int, int], labels: Optional[jax.Array] = None,
                        cond: Optional[jax.Array] = None, *, keep_logits: bool = True,
                        show_progress: bool = False) -> tuple[jax.Array, Optional[jax.Array]]:
   """`sample`, and (keep_logits) the logits each position was drawn from: float32
-  [num, H, W, C, V] (categorical) or [num, H, W, 1] (Bernoulli), else None."""
+  [num, H, W, C, V] (categorical), [num, H, W, 1] (Bernoulli) or the mixture's parameters
+  [num, H, W, 10 M] / [num, H, W, 3 M] (PixelCNNpp), else None."""
   if not supports(model):
-    raise ValueError(f"pixelcnn_cache: no cached sampler for {type(model).__name__}; use PixelCNN "
-                     "or GatedPixelCNN, or the naive sampler (config.sample.cached=False).")
+    raise ValueError(f"pixelcnn_cache: no cached sampler for {type(model).__name__}; use PixelCNN, "
+                     "GatedPixelCNN or PixelCNNpp, or the naive sampler (config.sample.cached=False).")
   h, w = image_size
   if labels is not None and not model.num_classes:
     raise ValueError("pixelcnn_cache: labels were given to an unconditional model (num_classes=0).")
   if model.num_classes and labels is None:
     raise ValueError(f"pixelcnn_cache: num_classes={model.num_classes} needs int labels [num].")
   ctx = _conditioning(labels, cond, model.num_classes, model.dtype)
+  if isinstance(model, PixelCNNpp):
+    return _pixelcnnpp(model, params, rng, num, h, w, ctx, keep_logits,
+                       progress.wanted(show_progress, h * w))
   show = progress.wanted(show_progress, h * w * model.channels)
   run = _pixelcnn if isinstance(model, PixelCNN) else _gated
   return run(model, params, rng, num, h, w, ctx, keep_logits, show)
@@ -305,7 +517,7 @@ def sample(model: nn.Module, params, rng: jax.Array, num: int, image_size: tuple
            labels: Optional[jax.Array] = None, cond: Optional[jax.Array] = None, *,
            show_progress: bool = False) -> jax.Array:
   """`num` images float32 [num, H, W, C] in [-1, 1] (binary models: -1 / +1) from `model`
-  (PixelCNN or GatedPixelCNN) with its Flax `params` (the "params" collection), drawn position by
+  (PixelCNN, GatedPixelCNN or PixelCNNpp) with its Flax `params` (the "params" collection), drawn position by
   position in raster order (channels R -> G -> B) with the naive sampler's keys: equal to its
   images for the same `rng`. labels int [num] / cond float [num, D] for conditional models."""
   return sample_with_logits(model, params, rng, num, image_size, labels, cond, keep_logits=False,

@@ -83,6 +83,20 @@ def weight_norm_kernel(module: nn.Module, x: jax.Array, kernel_shape: tuple[int,
   return unit * g, b
 
 
+def weight_norm_to_plain(tree: Any) -> Any:
+  """A params tree with weight-normalised layers ("direction", "scale", "bias") -> the same tree with
+  plain layers ("kernel", "bias"), kernel = scale * v / |v| computed exactly as `weight_norm_kernel`
+  does at every call: a module built with weight_norm=False on this tree computes the same outputs,
+  without renormalising v on each call (used by samplers that apply layers many times)."""
+  if not isinstance(tree, dict):
+    return tree
+  if "direction" in tree:
+    v = tree["direction"]
+    unit = v * jax.lax.rsqrt(jnp.sum(jnp.square(v), axis=tuple(range(v.ndim - 1))))
+    return {"kernel": unit * tree["scale"], "bias": tree["bias"]}
+  return {k: weight_norm_to_plain(v) for k, v in tree.items()}
+
+
 def _project(module: nn.Module, x: jax.Array, kernel_shape: tuple[int, ...],
              op: Callable[[jax.Array, jax.Array], jax.Array]) -> jax.Array:
   """Dense / Conv body: the "kernel" param, op(x, kernel) in the compute dtype, then the "bias"; with
