@@ -14,7 +14,15 @@ al. 2017, Table 1; discretized logistic mixture of 10 components, 5 gated ResNet
 resolution, 160 filters, weight normalisation, dropout 0.5, Adam(b1=0.95, b2=0.9995) lr 1e-3 decayed by 0.999995 per
 step and Polyak averaging 0.9995 as the reference code, batch 64 as the Flax example). Data: the CIFAR-10 JPEG folder from the shared
 datasets (quality ~75 JPEGs, so bits/dim are not comparable to the papers' lossless images to the
-second decimal; use data.source="tfds", name="cifar10" for the lossless set). NOT YET MEASURED.
+second decimal; use data.source="tfds", name="cifar10" for the lossless set). Full-size bits/dim
+NOT YET MEASURED (a CPU learning check: tests/test_autoregressive.py).
+
+Speed, 2-core CPU, --mode=benchmark (config.benchmark.sample_batch=4 times the sampler):
+  PixelCNN train step at batch 16 (h 128, 15 blocks, fp32): 2.64 s, beside
+    python ../shared/bench/peer_torch_pixelcnn.py --h 128 --blocks 15 --batch 16 --device cpu: 2.43 s.
+  PixelCNN++ sampling, 4 images: this config (53.7M params, cached sampler) 13.2 s; with
+    --config.model.nr_resnet=1 --config.model.nr_filters=32: cached 0.37 s, naive
+    (--config.sample.cached=False) 19.6 s, 53x.
 """
 import ml_collections
 

@@ -14,6 +14,12 @@ scale clipped at 100, 224 x 224 images, context 77 of the 49,408-token BPE.
 Targets (zero-shot, Table 11): ImageNet 63.2 %, CIFAR-10 91.3 %, CIFAR-100 65.1 %. Those need WIT,
 which is not available here; this file fixes the architecture and optimizer for a run on the data a
 user has, and for the benchmark.
+
+Speed, 2-core CPU, batch 16, fp32 (--config.benchmark.batch_size=16 --config.model.dtype=float32),
+beside `python launch/peer_torch_clip.py --arch vit_b32 --batch 16` (transformers CLIPModel, same
+loss and AdamW) in one command: train step 5.58 s vs 5.36 s, image encoding 19.1 vs 19.0 images/s,
+text encoding 24.5 vs 26.7 captions/s; the default bf16 compute: 5.41 s per step. RN50 has no
+PyTorch peer here (transformers has no modified ResNet; open_clip needs a matching torchvision).
 """
 import ml_collections
 
