@@ -148,6 +148,37 @@ def test_pixelcnn_learns_binarized_mnist(mnist_numpy):
   assert nll < 115, nll
 
 
+def test_class_conditional_gated_pixelcnn_learns_binarized_mnist(mnist_numpy):
+  """Gated PixelCNN (h=16, 4 layers, class-conditional) on real MNIST with its labels, dynamically
+  binarized: the exact test NLL of 256 labelled test images (fixed binarization) falls from ~515
+  nats (untrained) below 120 nats in 150 steps of batch 32 (measured 104)."""
+  m = _method(MNIST, "arch=gated_pixelcnn", hidden=16, num_layers=4, conditional=True)
+  (x, y), (xt, yt) = mnist_numpy["train"], mnist_numpy["test"]
+  img = lambda a: jnp.asarray(a, jnp.float32) / 127.5 - 1  # noqa: E731
+  state = m.init(jax.random.PRNGKey(0), {"image": img(x[:32]), "label": jnp.asarray(y[:32])})
+  step = jax.jit(m.train_step)
+  rng = np.random.default_rng(0)
+  for i in range(150):
+    idx = rng.integers(0, len(x), 32)
+    state, _ = step(state, {"image": img(x[idx]), "label": jnp.asarray(y[idx])}, jax.random.PRNGKey(i))
+  nll = float(jnp.mean(jax.jit(m.eval_step)(state, {"image": img(xt[:256]), "label": jnp.asarray(yt[:256])},
+                                            jax.random.PRNGKey(0))["nll"]))
+  print(f"class-conditional Gated PixelCNN, binarized MNIST test NLL after 150 steps: {nll:.1f} nats")
+  assert nll < 120, nll
+
+
+def test_row_lstm_learns_binarized_mnist(mnist_numpy):
+  """PixelRNN with Row LSTM layers (h=16, 2 layers) on real MNIST, dynamically binarized: the exact
+  test NLL of 256 test images (fixed binarization) falls from ~580 nats (untrained) below 125 nats
+  in 100 steps of batch 32 (measured 110.8; 101 after 150 steps)."""
+  m = _method(MNIST, "arch=row_lstm", hidden=16, num_layers=2)
+  state, img = _train(m, mnist_numpy["train"][0], 100, 32)
+  nll = float(jnp.mean(jax.jit(m.eval_step)(state, {"image": img(mnist_numpy["test"][0][:256])},
+                                            jax.random.PRNGKey(0))["nll"]))
+  print(f"Row LSTM, binarized MNIST test NLL after 100 steps: {nll:.1f} nats")
+  assert nll < 125, nll
+
+
 def test_pixelcnnpp_learns_cifar10_jpegs(cifar_jpeg_numpy):
   """PixelCNN++ (16 filters, 1 gated ResNet per resolution, 5 logistic components) on real CIFAR-10
   JPEGs: test bits/dim of 128 held-out images fall from ~9 (untrained) below 6.0 in 60 steps of
