@@ -126,14 +126,24 @@ def test_weight_norm_initialises_from_the_runs_first_batch(tmp_path):
     Autoregressive(c)
 
 
-def _train(m, images, steps, batch, seed=0):
+def _train(m, images, steps, batch, seed=0, labels=None):
+  """`steps` train steps on random batches of `images` (and their `labels`, for conditional models)."""
   img = lambda a: jnp.asarray(a, jnp.float32) / 127.5 - 1  # noqa: E731
-  state = m.init(jax.random.PRNGKey(seed), {"image": img(images[:batch])})
+  def data(idx):
+    return {"image": img(images[idx])} | ({} if labels is None else {"label": jnp.asarray(labels[idx])})
+  state = m.init(jax.random.PRNGKey(seed), data(slice(0, batch)))
   step = jax.jit(m.train_step)
   rng = np.random.default_rng(seed)
   for i in range(steps):
-    state, _ = step(state, {"image": img(images[rng.integers(0, len(images), batch)])}, jax.random.PRNGKey(i))
+    state, _ = step(state, data(rng.integers(0, len(images), batch)), jax.random.PRNGKey(i))
   return state, img
+
+
+def _mnist_test_nll(m, state, img, mnist_numpy, labelled=False) -> float:
+  """Mean exact NLL (nats) of the first 256 MNIST test digits (the eval step's fixed binarization)."""
+  x, y = mnist_numpy["test"]
+  batch = {"image": img(x[:256])} | ({"label": jnp.asarray(y[:256])} if labelled else {})
+  return float(jnp.mean(jax.jit(m.eval_step)(state, batch, jax.random.PRNGKey(0))["nll"]))
 
 
 def test_pixelcnn_learns_binarized_mnist(mnist_numpy):
@@ -142,8 +152,7 @@ def test_pixelcnn_learns_binarized_mnist(mnist_numpy):
   of batch 32 (measured 97.7)."""
   m = _method(MNIST, "arch=pixelcnn", hidden=16, num_blocks=3)
   state, img = _train(m, mnist_numpy["train"][0], 200, 32)
-  nll = float(jnp.mean(jax.jit(m.eval_step)(state, {"image": img(mnist_numpy["test"][0][:256])},
-                                            jax.random.PRNGKey(0))["nll"]))
+  nll = _mnist_test_nll(m, state, img, mnist_numpy)
   print(f"binarized MNIST test NLL after 200 steps: {nll:.1f} nats")
   assert nll < 115, nll
 
@@ -153,16 +162,8 @@ def test_class_conditional_gated_pixelcnn_learns_binarized_mnist(mnist_numpy):
   binarized: the exact test NLL of 256 labelled test images (fixed binarization) falls from ~515
   nats (untrained) below 120 nats in 150 steps of batch 32 (measured 104)."""
   m = _method(MNIST, "arch=gated_pixelcnn", hidden=16, num_layers=4, conditional=True)
-  (x, y), (xt, yt) = mnist_numpy["train"], mnist_numpy["test"]
-  img = lambda a: jnp.asarray(a, jnp.float32) / 127.5 - 1  # noqa: E731
-  state = m.init(jax.random.PRNGKey(0), {"image": img(x[:32]), "label": jnp.asarray(y[:32])})
-  step = jax.jit(m.train_step)
-  rng = np.random.default_rng(0)
-  for i in range(150):
-    idx = rng.integers(0, len(x), 32)
-    state, _ = step(state, {"image": img(x[idx]), "label": jnp.asarray(y[idx])}, jax.random.PRNGKey(i))
-  nll = float(jnp.mean(jax.jit(m.eval_step)(state, {"image": img(xt[:256]), "label": jnp.asarray(yt[:256])},
-                                            jax.random.PRNGKey(0))["nll"]))
+  state, img = _train(m, mnist_numpy["train"][0], 150, 32, labels=mnist_numpy["train"][1])
+  nll = _mnist_test_nll(m, state, img, mnist_numpy, labelled=True)
   print(f"class-conditional Gated PixelCNN, binarized MNIST test NLL after 150 steps: {nll:.1f} nats")
   assert nll < 120, nll
 
@@ -173,8 +174,7 @@ def test_row_lstm_learns_binarized_mnist(mnist_numpy):
   in 100 steps of batch 32 (measured 110.8; 101 after 150 steps)."""
   m = _method(MNIST, "arch=row_lstm", hidden=16, num_layers=2)
   state, img = _train(m, mnist_numpy["train"][0], 100, 32)
-  nll = float(jnp.mean(jax.jit(m.eval_step)(state, {"image": img(mnist_numpy["test"][0][:256])},
-                                            jax.random.PRNGKey(0))["nll"]))
+  nll = _mnist_test_nll(m, state, img, mnist_numpy)
   print(f"Row LSTM, binarized MNIST test NLL after 100 steps: {nll:.1f} nats")
   assert nll < 125, nll
 

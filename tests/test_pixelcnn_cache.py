@@ -22,12 +22,17 @@ def _random_state(m: Autoregressive, seed: int = 1) -> TrainState:
   numpy: a jitted init of these models compiles for ~9 s on 2 cores."""
   h, w, c = m.shape
   args = (jnp.zeros((1, h, w, c)),) + ((jnp.zeros((1,), jnp.int32),) if m.conditional else ())
-  shapes = jax.eval_shape(lambda r: m.model.init(r, *args, train=False), jax.random.PRNGKey(0))
+  return TrainState.create(params=_random_params(m.model, args, seed), opt_state=None,
+                           rng=jax.random.PRNGKey(0))
+
+
+def _random_params(model, args, seed: int):
+  """Random params of model's tree for inputs `args` (see _random_state)."""
+  shapes = jax.eval_shape(lambda r: model.init(r, *args, train=False), jax.random.PRNGKey(0))
   rng = np.random.default_rng(seed)
   scale = lambda s: 1.5 / np.sqrt(np.prod(s[:-1])) if len(s) > 1 else 0.3  # noqa: E731
-  params = jax.tree.map(lambda a: jnp.asarray(rng.normal(0, scale(a.shape), a.shape), jnp.float32),
-                        shapes["params"])
-  return TrainState.create(params=params, opt_state=None, rng=jax.random.PRNGKey(0))
+  return jax.tree.map(lambda a: jnp.asarray(rng.normal(0, scale(a.shape), a.shape), jnp.float32),
+                      shapes["params"])
 
 
 def _method(path, arch, **model):
@@ -90,12 +95,7 @@ def _pixelcnnpp(channels: int, num_classes: int, weight_norm: bool, side: int = 
   model = PixelCNNpp(channels=channels, nr_resnet=1, nr_filters=8, nr_logistic_mix=2, dropout=0.0,
                      num_classes=num_classes, weight_norm=weight_norm)
   args = (jnp.zeros((1, side, side, channels)),) + ((jnp.zeros((1,), jnp.int32),) if num_classes else ())
-  shapes = jax.eval_shape(lambda r: model.init(r, *args, train=False), jax.random.PRNGKey(0))
-  rng = np.random.default_rng(seed)
-  scale = lambda s: 1.5 / np.sqrt(np.prod(s[:-1])) if len(s) > 1 else 0.3  # noqa: E731
-  params = jax.tree.map(lambda a: jnp.asarray(rng.normal(0, scale(a.shape), a.shape), jnp.float32),
-                        shapes["params"])
-  return model, params
+  return model, _random_params(model, args, seed)
 
 
 def test_pixelcnnpp_cached_sampler_draws_the_naive_samplers_images():

@@ -451,9 +451,10 @@ def _pixelcnnpp(model: PixelCNNpp, params, rng, num: int, h: int, w: int, ctx, k
   per_mix = 10 if c == 3 else 3
   conv_out = Conv(per_mix * model.nr_logistic_mix, (1, 1), padding="VALID", dtype=dt)
 
-  # Caches: the input with its channel of ones (what the model's first layers see), then every
-  # layer's output over its whole resolution; shapes and dtypes as the layers give them.
-  x = jnp.concatenate([jnp.zeros((num, h, w, c), dt), jnp.ones((num, h, w, 1), dt)], -1)
+  # Caches: the float32 canvas with the model's channel of ones (the first layers cast it to the
+  # compute dtype, as the model does), then every layer's output over its whole resolution; shapes
+  # and dtypes as the layers give them.
+  x = jnp.concatenate([jnp.zeros((num, h, w, c)), jnp.ones((num, h, w, 1))], -1)
   caches = {"x": x}
   for node in nodes:
     shape = jax.eval_shape(node.fn, *[caches[k] for k in node.ins])
@@ -471,8 +472,7 @@ def _pixelcnnpp(model: PixelCNNpp, params, rng, num: int, h: int, w: int, ctx, k
     out = conv_out.apply({"params": params["conv_out"]}, nn.elu(v)).astype(jnp.float32)[:, 0, 0]
     i = row * w + col
     value = D.sample_mix_logistic(jax.random.fold_in(rng, i), out, c)        # [num, C]
-    x = jax.lax.dynamic_update_slice(caches["x"], value[:, None, None, :].astype(dt),
-                                     (0, row, col, 0))
+    x = jax.lax.dynamic_update_slice(caches["x"], value[:, None, None, :], (0, row, col, 0))
     if logits_buf is not None:
       logits_buf = logits_buf.at[:, row, col].set(out)
     if show:
@@ -485,7 +485,7 @@ def _pixelcnnpp(model: PixelCNNpp, params, rng, num: int, h: int, w: int, ctx, k
     return jax.lax.fori_loop(0, w, lambda col, cr: pixel_step(col, cr, row), (caches, logits_buf))
 
   caches, logits_buf = jax.lax.fori_loop(0, h, row_step, (caches, logits_buf))
-  return caches["x"][..., :c].astype(jnp.float32), logits_buf
+  return caches["x"][..., :c], logits_buf
 
 
 # ---- entry points -------------------------------------------------------------------------------
