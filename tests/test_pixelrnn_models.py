@@ -156,6 +156,86 @@ def test_diagonal_bilstm_layer_sees_every_earlier_pixel():
   np.testing.assert_array_equal(seen, raster[None, :] <= raster[:, None])
 
 
+def _sigmoid(z):
+  return 1.0 / (1.0 + np.exp(-z))
+
+
+def _cell(gates, c_prev):
+  """The paper's Eq. 3 in numpy: gates [4h] = [o, f, i, g] pre-activations."""
+  o, f, i, g = np.split(gates, 4)
+  c = _sigmoid(f) * c_prev + _sigmoid(i) * np.tanh(g)
+  return _sigmoid(o) * np.tanh(c), c
+
+
+def _masked_kernel(kernel, mask_type, colors, out_blocks):
+  kh, kw, c_in, c_out = kernel.shape
+  mask = pixelrnn._color_mask((kh, kw), pixelrnn._groups(c_in, colors),
+                              pixelrnn._groups(c_out // out_blocks, colors, out_blocks), mask_type)
+  return kernel * mask
+
+
+def _row_lstm_reference(params, x, colors=3):
+  """Row LSTM pixel by pixel in float64: gates(r, c) = input-to-state (1x3, mask B) at (r, c) +
+  sum_j h(r - 1, c - 1 + j) K_j; the cell state comes from (r - 1, c), the pixel above."""
+  b, height, width, _ = x.shape
+  kin = _masked_kernel(np.asarray(params["input_to_state"]["kernel"], np.float64), "B", colors, 4)
+  bias = np.asarray(params["input_to_state"]["bias"], np.float64)
+  kss = np.asarray(params["state_to_state"], np.float64)               # [3, h, 4h]
+  hid = kss.shape[1]
+  xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (0, 0)))
+  hs = np.zeros((b, height + 1, width + 2, hid))                       # row 0 / cols 0, W+1: zeros
+  cs = np.zeros((b, height + 1, width, hid))
+  for n in range(b):
+    for r in range(height):
+      for c in range(width):
+        g = bias + sum(xp[n, r, c + j] @ kin[0, j] for j in range(3))
+        g = g + sum(hs[n, r, c + j] @ kss[j] for j in range(3))
+        hs[n, r + 1, c + 1], cs[n, r + 1, c] = _cell(g, cs[n, r, c])
+  return hs[:, 1:, 1:-1]
+
+
+def _diagonal_lstm_reference(kin, bias, kss, x):
+  """One diagonal LSTM direction pixel by pixel in float64: gates(r, c) = 1x1 input-to-state +
+  h(r - 1, c) K_0 + h(r, c - 1) K_1; the cell state comes from (r, c - 1), the pixel to the left
+  (the previous column of the skewed map, same row)."""
+  b, height, width, _ = x.shape
+  hid = kss.shape[1]
+  hs = np.zeros((b, height + 1, width + 1, hid))
+  cs = np.zeros((b, height, width + 1, hid))
+  for n in range(b):
+    for c in range(width):          # any order in which above and left come first
+      for r in range(height):
+        g = bias + x[n, r, c] @ kin + hs[n, r, c + 1] @ kss[0] + hs[n, r + 1, c] @ kss[1]
+        hs[n, r + 1, c + 1], cs[n, r, c + 1] = _cell(g, cs[n, r, c])
+  return hs[:, 1:, 1:]
+
+
+def test_lstm_layers_equal_a_pixel_by_pixel_reference():
+  # The recurrences' values (not only their dependencies) against float64 loops over pixels,
+  # written from the paper's equations: catches a wrong tap, gate order, cell-state neighbour or
+  # direction kernel, which the causality tests cannot see.
+  height, width, hid, colors = 4, 5, 6, 3
+  x = np.asarray(_image((2, height, width, 6), seed=3))
+  row = pixelrnn.RowLSTM(hidden=hid, colors=colors)
+  params = _params(row, jnp.asarray(x))["params"]
+  out = np.asarray(jax.jit(row.apply)({"params": params}, x), np.float64)
+  np.testing.assert_allclose(out, _row_lstm_reference(params, np.float64(x), colors),
+                             atol=1e-5, rtol=1e-5)
+
+  diag = pixelrnn.DiagonalBiLSTM(hidden=hid, colors=colors)
+  params = _params(diag, jnp.asarray(x))["params"]
+  out = np.asarray(jax.jit(diag.apply)({"params": params}, x), np.float64)
+  kin = _masked_kernel(np.asarray(params["input_to_state"]["kernel"], np.float64), "B", colors, 8)
+  bias = np.asarray(params["input_to_state"]["bias"], np.float64)
+  kss = np.asarray(params["state_to_state"], np.float64)               # [2 dirs, 2 taps, h, 4h]
+  lr = _diagonal_lstm_reference(kin[0, 0, :, :4 * hid], bias[:4 * hid], kss[0], np.float64(x))
+  rl = _diagonal_lstm_reference(kin[0, 0, :, 4 * hid:], bias[4 * hid:], kss[1],
+                                np.float64(x[:, :, ::-1]))[:, :, ::-1]
+  # The right-to-left direction enters one row down (row 0 gets none of it).
+  expected = lr + np.pad(rl, ((0, 0), (1, 0), (0, 0), (0, 0)))[:, :-1]
+  np.testing.assert_allclose(out, expected, atol=1e-5, rtol=1e-5)
+
+
 @pytest.fixture(scope="module")
 def wide_deps():
   """4 x 10 binary images: wide enough for the Row LSTM's triangle to end inside the image."""

@@ -109,10 +109,16 @@ class _MaskedConv(nn.Module):
     return y
 
 
-def _conv1d_same(x: jax.Array, kernel: jax.Array, padding: tuple[int, int]) -> jax.Array:
-  """[B, L, C_in] * kernel [k, C_in, C_out] -> [B, L, C_out], zero padding (before, after)."""
-  return jax.lax.conv_general_dilated(x, kernel, (1,), (padding,),
-                                      dimension_numbers=("NWC", "WIO", "NWC"))
+def _taps(h: jax.Array, k: int, before: int) -> jax.Array:
+  """[..., L, h] -> [..., L, k * h]: position l holds h[l - before + j] for the taps j = 0 .. k - 1
+  (zeros outside 0 .. L - 1), so that `_taps(h, k, before) @ kernel.reshape(k * h, n)` is the
+  1-d convolution of h with a [k, h, n] kernel, zero-padded (before, k - 1 - before). One matmul
+  per recurrence step instead of a small convolution: the scan's step is dominated by per-op
+  overhead on CPU, and a dot (with its transpose in the backward pass) is the cheapest op there is.
+  """
+  length = h.shape[-2]
+  hp = jnp.pad(h, [(0, 0)] * (h.ndim - 2) + [(before, k - 1 - before), (0, 0)])
+  return jnp.concatenate([hp[..., j:j + length, :] for j in range(k)], axis=-1)
 
 
 def _lstm_cell(gates: jax.Array, c_prev: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -157,11 +163,12 @@ class RowLSTM(nn.Module):
     x_gates = _MaskedConv(4 * h, (1, k), "B", self.colors, out_blocks=4, dtype=self.dtype,
                           name="input_to_state")(x)                       # [B, H, W, 4h]
     k_ss = self.param("state_to_state", nn.initializers.lecun_normal(), (k, h, 4 * h),
-                      jnp.float32).astype(self.dtype)
+                      jnp.float32).astype(self.dtype).reshape(k * h, 4 * h)
 
     def step(carry, x_row):
       h_prev, c_prev = carry                                             # [B, W, h]
-      gates = x_row + _conv1d_same(h_prev, k_ss, (k // 2, k // 2))
+      # Pixels above-left, above and above-right: taps at columns c - 1, c, c + 1 (k = 3).
+      gates = x_row + _taps(h_prev, k, k // 2) @ k_ss
       h_row, c_row = _lstm_cell(gates, c_prev)
       return (h_row, c_row), h_row
 
@@ -195,49 +202,6 @@ def unskew(x: jax.Array, width: int) -> jax.Array:
   return x.reshape(b, height, skewed + 1, c)[:, :, :width]
 
 
-class _DiagonalLSTM(nn.Module):
-  """One direction of the Diagonal BiLSTM (Sec. 3.2): scans the image's anti-diagonals from the
-  top-left corner, each pixel seeing the pixel above it and the pixel to its left.
-
-  Input-to-state: a 1x1 convolution, mask B. In the skewed map (`skew`) pixel (r, c) sits at
-  column r + c, so the pixel above, (r - 1, c), is at (r - 1, r + c - 1) and the pixel to the
-  left, (r, c - 1), is at (r, r + c - 1): both in the previous column. State-to-state is therefore
-  an unmasked convolution of size 2 along the previous column's hidden states (the paper's
-  "2 x 1"), and the recurrence runs over the W + H - 1 columns. Zeros skewed in around the image
-  only ever feed other padding positions or carry bias-only constants, never pixel values.
-
-  Attributes:
-    hidden: h, channels of the state (the gates have 4h).
-    colors: colour groups of the features.
-    dtype: compute dtype; params and the cell state are float32.
-  """
-  hidden: int
-  colors: int
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    """x: [B, H, W, C_in] -> [B, H, W, hidden]; pixel (r, c) sees (r', c') with r' <= r, c' <= c."""
-    b, height, width, _ = x.shape
-    h = self.hidden
-    # The 1x1 convolution commutes with the skew, so it runs on the W (not W + H - 1) columns.
-    x_gates = skew(_MaskedConv(4 * h, (1, 1), "B", self.colors, out_blocks=4, dtype=self.dtype,
-                               name="input_to_state")(x))                 # [B, H, W + H - 1, 4h]
-    k_ss = self.param("state_to_state", nn.initializers.lecun_normal(), (2, h, 4 * h),
-                      jnp.float32).astype(self.dtype)
-
-    def step(carry, x_col):
-      h_prev, c_prev = carry                                             # [B, H, h]
-      # Padding (1, 0): row r reads rows r - 1 and r of the previous column.
-      gates = x_col + _conv1d_same(h_prev, k_ss, (1, 0))
-      h_col, c_col = _lstm_cell(gates, c_prev)
-      return (h_col, c_col), h_col
-
-    init = (jnp.zeros((b, height, h), self.dtype), jnp.zeros((b, height, h), jnp.float32))
-    _, hs = jax.lax.scan(step, init, jnp.moveaxis(x_gates, 2, 0))      # [W + H - 1, B, H, h]
-    return unskew(jnp.moveaxis(hs, 0, 2), width)
-
-
 def _combine_directions(left_to_right: jax.Array, right_to_left: jax.Array,
                         shift: bool = True) -> jax.Array:
   """Sum of the two directions' [B, H, W, h] outputs, the right-to-left one shifted down a row.
@@ -253,10 +217,24 @@ def _combine_directions(left_to_right: jax.Array, right_to_left: jax.Array,
 
 
 class DiagonalBiLSTM(nn.Module):
-  """Diagonal BiLSTM layer (Sec. 3.2): two `_DiagonalLSTM` directions, left-to-right and
-  right-to-left (the latter run on the image flipped along W), combined by `_combine_directions`.
-  Output (r, c) sees every earlier pixel of the input, and its own pixel's colour groups <= its own
-  (mask B).
+  """Diagonal BiLSTM layer (Sec. 3.2): two diagonal LSTMs, left-to-right and right-to-left (the
+  latter run on the image flipped along W), combined by `_combine_directions`. Output (r, c) sees
+  every earlier pixel of the input, and its own pixel's colour groups <= its own (mask B).
+
+  One direction scans the image's anti-diagonals from the top-left corner, each pixel seeing the
+  pixel above it and the pixel to its left. Input-to-state: a 1x1 convolution, mask B. In the
+  skewed map (`skew`) pixel (r, c) sits at column r + c, so the pixel above, (r - 1, c), is at
+  (r - 1, r + c - 1) and the pixel to the left, (r, c - 1), is at (r, r + c - 1): both in the
+  previous column. State-to-state is therefore an unmasked convolution of size 2 along the
+  previous column's hidden states (the paper's "2 x 1"), and the recurrence runs over the
+  W + H - 1 columns. Zeros skewed in around the image only ever feed other padding positions or
+  carry bias-only constants, never pixel values.
+
+  Both directions run in one `lax.scan`, stacked on a leading axis of 2 (each with its own
+  state-to-state kernel), and their 1x1 input-to-state convolutions are one convolution with 8h
+  outputs: a 1x1 convolution commutes with flipping W and with the skew, so it runs once on the
+  W unflipped columns. Params: input_to_state [1, 1, C_in, 8h] (left-to-right gates, then
+  right-to-left), state_to_state [2 (direction), 2 (tap: above, same row), h, 4h].
 
   Attributes:
     hidden: h, channels of the state of each direction (and of the output).
@@ -270,9 +248,29 @@ class DiagonalBiLSTM(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     """x: [B, H, W, C_in] features -> [B, H, W, hidden]."""
-    lr = _DiagonalLSTM(self.hidden, self.colors, self.dtype, name="left_to_right")(x)
-    rl = _DiagonalLSTM(self.hidden, self.colors, self.dtype, name="right_to_left")(x[:, :, ::-1])
-    return _combine_directions(lr, rl[:, :, ::-1])
+    b, height, width, _ = x.shape
+    h = self.hidden
+    gates = _MaskedConv(8 * h, (1, 1), "B", self.colors, out_blocks=8, dtype=self.dtype,
+                        name="input_to_state")(x)                         # [B, H, W, 8h]
+    gates = jnp.stack([gates[..., :4 * h], gates[..., 4 * h:][:, :, ::-1]])  # [2, B, H, W, 4h]
+    skewed = width + height - 1
+    gates = skew(gates.reshape(2 * b, height, width, 4 * h)).reshape(2, b, height, skewed, 4 * h)
+    # Fan-in 2h per direction, as one [2, h, 4h] kernel would have.
+    k_ss = self.param("state_to_state", nn.initializers.lecun_normal(batch_axis=(0,)),
+                      (2, 2, h, 4 * h), jnp.float32).astype(self.dtype).reshape(2, 2 * h, 4 * h)
+
+    def step(carry, x_col):
+      h_prev, c_prev = carry                                             # [2, B, H, h]
+      # Taps (before 1): row r reads rows r - 1 and r of the previous column.
+      gates = x_col + jnp.einsum("dbrk,dkg->dbrg", _taps(h_prev, 2, 1), k_ss)
+      h_col, c_col = _lstm_cell(gates, c_prev)
+      return (h_col, c_col), h_col
+
+    init = (jnp.zeros((2, b, height, h), self.dtype), jnp.zeros((2, b, height, h), jnp.float32))
+    _, hs = jax.lax.scan(step, init, jnp.moveaxis(gates, 3, 0))       # [W + H - 1, 2, B, H, h]
+    hs = unskew(jnp.moveaxis(hs, 0, 3).reshape(2 * b, height, skewed, h), width)
+    hs = hs.reshape(2, b, height, width, h)
+    return _combine_directions(hs[0], hs[1][:, :, ::-1])
 
 
 class PixelRNN(nn.Module):
