@@ -179,6 +179,17 @@ def test_row_lstm_learns_binarized_mnist(mnist_numpy):
   assert nll < 125, nll
 
 
+def test_diagonal_bilstm_learns_binarized_mnist(mnist_numpy):
+  """PixelRNN with Diagonal BiLSTM layers (h=16, 2 layers) on real MNIST, dynamically binarized: the
+  exact test NLL of 256 test images (fixed binarization) falls from ~600 nats (untrained) below 125
+  nats in 100 steps of batch 32 (measured 114.8; ~45 s on one shared core)."""
+  m = _method(MNIST, "arch=diagonal_bilstm", hidden=16, num_layers=2)
+  state, img = _train(m, mnist_numpy["train"][0], 100, 32)
+  nll = _mnist_test_nll(m, state, img, mnist_numpy)
+  print(f"Diagonal BiLSTM, binarized MNIST test NLL after 100 steps: {nll:.1f} nats")
+  assert nll < 125, nll
+
+
 def test_pixelcnnpp_learns_cifar10_jpegs(cifar_jpeg_numpy):
   """PixelCNN++ (16 filters, 1 gated ResNet per resolution, 5 logistic components) on real CIFAR-10
   JPEGs: test bits/dim of 128 held-out images fall from ~9 (untrained) below 6.0 in 60 steps of
