@@ -137,8 +137,13 @@ class MaskedConv(nn.Module):
     # kernel * mask on the param (not a masked copy stored elsewhere): the param layout stays plain
     # HWIO and the masked taps get exactly zero gradient.
     kernel = (kernel * jnp.asarray(mask, kernel.dtype)).astype(dtype)
-    y = jax.lax.conv_general_dilated(x.astype(dtype), kernel, (1, 1),
-                                     ((ci, kh - 1 - ci), (cj, kw - 1 - cj)), dimension_numbers=_DN)
+    # The rows below the centre are all zero (and, for a one-row kernel, the taps right of it): the
+    # convolution runs on the rest only, e.g. 6 of a 3x3's 9 taps and 28 of a 7x7's 49, with the
+    # padding that keeps the centre on the output pixel. Same result, a third fewer multiply-adds.
+    kernel = kernel[:ci + 1, :cj + 1] if ci == 0 else kernel[:ci + 1]
+    right = kernel.shape[1] - 1 - cj
+    y = jax.lax.conv_general_dilated(x.astype(dtype), kernel, (1, 1), ((ci, 0), (cj, right)),
+                                     dimension_numbers=_DN)
     if self.use_bias:
       y = bias_add(y, self.param("bias", self.bias_init, (self.features,), self.param_dtype))
     return y
