@@ -278,6 +278,20 @@ def test_masks_and_shifted_transposed_convs():
   b = causal_mask((1, 4), 3, 6, "B", colors=3, centre=(0, 3), out_blocks=2)
   np.testing.assert_array_equal(b[0, 3, :, :3], np.triu(np.ones((3, 3))))   # per gate half
   np.testing.assert_array_equal(b[0, 3, :, 3:], np.triu(np.ones((3, 3))))
+  # MaskedConv convolves only its live rows of taps: equal to the full kernel x mask, centred.
+  x = jax.random.normal(jax.random.key(1), (2, 5, 6, 3))
+  for k, centre, mask_type in ((3, None, "B"), (7, None, "A"), ((3, 1), None, "B"),
+                               ((1, 4), (0, 3), "A"), ((2, 3), (1, 1), "B")):
+    layer = MaskedConv(6, k, mask_type, colors=3, centre=centre)
+    params = random_params(layer, x)
+    kernel = params["params"]["kernel"]
+    kh, kw = kernel.shape[:2]
+    ci, cj = centre or (kh // 2, kw // 2)
+    full = jax.lax.conv_general_dilated(
+        x, kernel * causal_mask((kh, kw), 3, 6, mask_type, 3, (ci, cj)), (1, 1),
+        ((ci, kh - 1 - ci), (cj, kw - 1 - cj)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    np.testing.assert_allclose(jax.jit(layer.apply)(params, x), full + params["params"]["bias"],
+                               rtol=1e-5, atol=1e-5, err_msg=f"kernel {k}, centre {centre}")
   # Transposed convs: equal to flax's VALID ConvTranspose then the reference's crop, and an input
   # pixel reaches only rows at or below and (down-right) columns at or right of 2 x its position.
   x = jax.random.normal(jax.random.key(0), (1, 4, 4, 3))
