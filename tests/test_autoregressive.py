@@ -224,8 +224,9 @@ CIFAR_CHECKS = [
 
 @pytest.mark.parametrize("arch,model,bound", CIFAR_CHECKS, ids=[c[0] for c in CIFAR_CHECKS])
 def test_softmax_models_learn_cifar10_jpegs(cifar_jpeg_numpy, arch, model, bound):
-  """PixelCNN, Gated PixelCNN, Row LSTM and Diagonal BiLSTM with the 256-way softmax (R -> G -> B inside a pixel) on
-  real CIFAR-10 JPEGs: test bits/dim of 128 held-out images fall from ~8 below the bound."""
+  """PixelCNN, Gated PixelCNN, Row LSTM and Diagonal BiLSTM with the 256-way softmax (R -> G -> B
+  inside a pixel) on real CIFAR-10 JPEGs: test bits/dim of 128 held-out images fall from ~8 below
+  the bound."""
   m = _method(CIFAR, f"arch={arch}", **model)
   m.config.optim.update(dict(schedule="constant", lr=1e-2))
   m.config.train.ema_decay = 0.0
