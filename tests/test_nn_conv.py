@@ -71,3 +71,31 @@ def test_sum_rows_equals_sum():
   bf = sum_rows(x.astype(jnp.bfloat16))   # accumulated in float32
   assert bf.dtype == jnp.float32
   np.testing.assert_allclose(bf, np.asarray(x.astype(jnp.bfloat16), np.float64).sum((0, 1, 2)), rtol=1e-5)
+
+
+@pytest.mark.parametrize("op", ["conv", "transpose"])
+@pytest.mark.parametrize("c_out", [3, 24])   # the transpose's GEMM path (<= 16 channels) and the sub-pixel one
+def test_4x4_s2_custom_gradients_equal_xla_to_second_order(op, c_out):
+  """conv_4x4_s2 / conv_transpose_4x4_s2 carry hand-written VJPs (each one's gradients are the
+  other op): first and second derivatives (a gradient penalty on the input gradient, as WGAN-GP
+  and R1 take it) equal XLA's autodiff of the plain convolutions."""
+  from jaxgen.nn.conv import conv_4x4_s2, conv_transpose_4x4_s2
+  dn = ("NHWC", "HWIO", "NHWC")
+  if op == "conv":
+    ours = conv_4x4_s2
+    ref = lambda x, k: jax.lax.conv_general_dilated(x, k, (2, 2), ((1, 1), (1, 1)), dimension_numbers=dn)  # noqa: E731
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 8, 6, 5))
+  else:
+    ours = conv_transpose_4x4_s2
+    ref = lambda x, k: nn.ConvTranspose(c_out, (4, 4), (2, 2), padding="SAME", use_bias=False).apply(  # noqa: E731
+        {"params": {"kernel": k}}, x)
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 4, 3, 5))
+  k = jax.random.normal(jax.random.PRNGKey(1), (4, 4, 5, c_out))
+  w = jax.random.normal(jax.random.PRNGKey(2), ref(x, k).shape)
+  np.testing.assert_allclose(ours(x, k), ref(x, k), atol=1e-5)
+  first = lambda f: jax.grad(lambda x, k: jnp.sum(f(x, k) * w), (0, 1))  # noqa: E731
+  penalty = lambda f: jax.grad(  # noqa: E731
+      lambda x, k: jnp.sum(jnp.square(jax.grad(lambda x: jnp.sum(jnp.tanh(f(x, k)) * w))(x))), (0, 1))
+  for grad_fn in (first, penalty):
+    for a, b in zip(grad_fn(ours)(x, k), grad_fn(ref)(x, k)):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(b))))

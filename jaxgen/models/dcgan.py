@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxgen.nn.conv import ConvTranspose2x
+from jaxgen.nn.linear import Conv
 from jaxgen.nn.norm import BatchNorm
 
 # The paper: "All weights were initialized from a zero-centered Normal distribution with standard
@@ -28,7 +29,9 @@ _INIT = nn.initializers.normal(stddev=0.02)
 _SCALE_INIT = lambda key, shape, dtype=jnp.float32: 1.0 + _INIT(key, shape, dtype)  # noqa: E731
 # Kernel 4, stride 2, one pixel of padding (PyTorch's padding=1): exactly halves the size in D. G's
 # transposed convolutions are the mirror image (2 pixels of padding on the dilated input, exactly
-# doubling the size): jaxgen.nn.conv.ConvTranspose2x, computed sub-pixel style.
+# doubling the size): jaxgen.nn.conv.ConvTranspose2x, computed sub-pixel style. jaxgen.nn.linear.Conv
+# (flax's params) runs D's layers as jaxgen.nn.conv.conv_4x4_s2, whose input gradient is that
+# sub-pixel transposed convolution.
 _DOWN_PAD = ((1, 1), (1, 1))
 
 
@@ -96,9 +99,9 @@ class Discriminator(nn.Module):
     for i in range(num_stages(self.image_size)):
       # The input layer has no BatchNorm (paper: it caused sample oscillation) and so keeps a bias.
       first = i == 0
-      x = nn.Conv(self.features * 2 ** i, (4, 4), strides=(2, 2), padding=_DOWN_PAD,
-                  use_bias=first, kernel_init=_INIT, dtype=self.dtype, param_dtype=jnp.float32,
-                  name=f"down{i}")(x)
+      x = Conv(self.features * 2 ** i, (4, 4), strides=(2, 2), padding=_DOWN_PAD,
+               use_bias=first, kernel_init=_INIT, dtype=self.dtype, param_dtype=jnp.float32,
+               name=f"down{i}")(x)
       if not first:
         x = _batch_norm(train, self.dtype, f"down{i}_bn")(x)
       x = nn.leaky_relu(x, 0.2)

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxgen.nn.conv import ConvTranspose2x
+from jaxgen.nn.linear import Conv
 
 
 def conv_init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
@@ -36,8 +37,8 @@ class Encoder(nn.Module):
   def __call__(self, x: jax.Array, cond: Optional[jax.Array] = None) -> tuple[jax.Array, jax.Array]:
     h = x.astype(self.dtype)
     for ch in self.channels:
-      h = nn.swish(nn.Conv(ch, (4, 4), strides=(2, 2), padding="SAME", dtype=self.dtype,
-                           kernel_init=conv_init)(h))
+      h = nn.swish(Conv(ch, (4, 4), strides=(2, 2), padding="SAME", dtype=self.dtype,
+                        kernel_init=conv_init)(h))
     h = h.reshape(h.shape[0], -1)
     if cond is not None:
       h = jnp.concatenate([h, cond.astype(self.dtype)], axis=-1)

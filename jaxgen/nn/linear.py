@@ -159,7 +159,13 @@ class Conv(nn.Module):
       raise ValueError(f"Conv expects NHWC [B, H, W, C] inputs, got shape {x.shape}.")
     strides = (self.strides,) * 2 if isinstance(self.strides, int) else tuple(self.strides)
     padding = self.padding if isinstance(self.padding, str) else tuple(map(tuple, self.padding))
-    return _project(self, x, (*self.kernel_size, x.shape[-1], self.features),
-                    lambda x, k: jax.lax.conv_general_dilated(
-                        x, k, strides, padding, dimension_numbers=("NHWC", "HWIO", "NHWC")))
+    op = lambda x, k: jax.lax.conv_general_dilated(  # noqa: E731
+        x, k, strides, padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    if (tuple(self.kernel_size) == (4, 4) and strides == (2, 2) and padding in ("SAME", ((1, 1), (1, 1)))
+        and x.shape[1] % 2 == 0 and x.shape[2] % 2 == 0):
+      # The down-sampling layer of DCGAN, PatchGAN and the VAE (padding 1 = "SAME" on even sides):
+      # the same convolution with a sub-pixel input gradient. Imported here: conv imports bias_add.
+      from jaxgen.nn.conv import conv_4x4_s2
+      op = conv_4x4_s2
+    return _project(self, x, (*self.kernel_size, x.shape[-1], self.features), op)
 
