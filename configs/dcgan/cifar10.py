@@ -20,9 +20,12 @@ Speed (2-core CPU, batch 128, fp32), one command:
       --config.benchmark.steps=10 --config.benchmark.warmup_steps=3; \
   python ../shared/bench/peer_torch_dcgan.py --size 32 --channels 3 --features 128 --z_dim 100 \
       --batch 128 --steps 10 --warmup 3 --device cpu
-gives 1.37 s per step vs the peer's 1.35 s (0.98x; 1.47 s, 0.84x, before D's layers took the
-sub-pixel input gradient of jaxgen.nn.conv.conv_4x4_s2). Most of the rest is XLA:CPU transposing
-BatchNorm-backward outputs for the weight-gradient convolutions (~160 ms of the step).
+gives 1.24-1.32 s per step vs the peer's 1.22-1.24 s in four such pairs (0.93-0.98x; 1.47 s, 0.84x,
+before D's layers took the sub-pixel input gradient of jaxgen.nn.conv.conv_4x4_s2 and G's
+transposed convolutions stopped copying padded inputs). The step is now convolution-bound: ~1.0 s
+of it is XLA:CPU convolutions at 185-205 GFLOP/s where the peer's oneDNN runs D's strided
+convolutions at ~225; the rest (~240 ms) is BatchNorm, activations and the transposed operand
+copies of the weight-gradient convolutions.
 """
 import os
 
