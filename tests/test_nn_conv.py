@@ -59,6 +59,38 @@ def test_conv_equals_flax(kw):
   _same_as_flax(Conv(7, **kw), nn.Conv(7, **kw), x)
 
 
+@pytest.mark.parametrize("features,c_in,kw", [
+    (3, 5, dict(kernel_size=(7, 7), padding="VALID")),                 # an image layer (c7s1-3)
+    (1, 6, dict(kernel_size=(4, 4), padding=((1, 1), (1, 1)))),        # PatchGAN's logits
+    (7, 3, dict(kernel_size=(3, 3), padding="SAME")),                  # few inputs (an RGB input layer)
+    (2, 3, dict(kernel_size=(3, 2), padding="SAME"))])                 # few of both, even kernel side
+def test_conv_few_channels_equals_flax(features, c_in, kw):
+  """Stride-1 layers with <= FEW_CHANNELS outputs (or inputs) take conv_few_outputs (or
+  conv_few_inputs): same params, outputs and gradients as flax's Conv."""
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 9, 8, c_in))
+  _same_as_flax(Conv(features, **kw), nn.Conv(features, **kw), x)
+
+
+@pytest.mark.parametrize("c_in,c_out", [(5, 3), (3, 6), (2, 3)])
+def test_few_channel_convs_equal_xla_to_second_order(c_in, c_out):
+  """conv_few_outputs / conv_few_inputs (hand-written VJPs, each using the other for an input
+  gradient): outputs, first derivatives and a gradient penalty's derivatives equal XLA's."""
+  from jaxgen.nn.conv import FEW_CHANNELS, conv_few_inputs, conv_few_outputs
+  ours = conv_few_outputs if c_out <= FEW_CHANNELS else conv_few_inputs
+  ref = lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), "VALID",  # noqa: E731
+                                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 9, 7, c_in))
+  k = jax.random.normal(jax.random.PRNGKey(1), (4, 3, c_in, c_out))
+  w = jax.random.normal(jax.random.PRNGKey(2), ref(x, k).shape)
+  np.testing.assert_allclose(ours(x, k), ref(x, k), rtol=1e-5, atol=1e-5)
+  first = lambda f: jax.grad(lambda x, k: jnp.sum(f(x, k) * w), (0, 1))  # noqa: E731
+  penalty = lambda f: jax.grad(  # noqa: E731
+      lambda x, k: jnp.sum(jnp.square(jax.grad(lambda x: jnp.sum(jnp.tanh(f(x, k)) * w))(x))), (0, 1))
+  for grad_fn in (first, penalty):
+    for a, b in zip(grad_fn(ours)(x, k), grad_fn(ref)(x, k)):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(b))))
+
+
 @pytest.mark.parametrize("shape", [(4, 5), (2, 9, 5)])
 def test_dense_equals_flax(shape):
   _same_as_flax(Dense(6), nn.Dense(6), jax.random.normal(jax.random.PRNGKey(0), shape))

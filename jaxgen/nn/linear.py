@@ -144,6 +144,15 @@ class Dense(nn.Module):
                     lambda x, k: jax.lax.dot_general(x, k, (((x.ndim - 1,), (0,)), ((), ()))))
 
 
+def _explicit_padding(padding: Any, kernel_size: Sequence[int]) -> tuple:
+  """A stride-1 convolution's padding as ((top, bottom), (left, right)); "SAME" as XLA pads it."""
+  if padding == "VALID":
+    return ((0, 0), (0, 0))
+  if padding == "SAME":
+    return tuple(((k - 1) // 2, k - 1 - (k - 1) // 2) for k in kernel_size)
+  return padding
+
+
 class Conv(nn.Module):
   """`flax.linen.Conv` for NHWC images with explicit padding and the same params (kernel
   [kh, kw, in, out], bias [out]).
@@ -183,5 +192,14 @@ class Conv(nn.Module):
       # the same convolution with a sub-pixel input gradient. Imported here: conv imports bias_add.
       from jaxgen.nn.conv import conv_4x4_s2
       op = conv_4x4_s2
+    elif strides == (1, 1):
+      # Image and logit layers (few output channels) and their input gradients when the input has
+      # few channels: XLA:CPU runs those as slow loops (see jaxgen.nn.conv.conv_few_outputs).
+      from jaxgen.nn.conv import FEW_CHANNELS, conv_few_inputs, conv_few_outputs
+      few = (conv_few_outputs if self.features <= FEW_CHANNELS else
+             conv_few_inputs if x.shape[-1] <= FEW_CHANNELS else None)
+      if few is not None and (not isinstance(padding, str) or padding in ("SAME", "VALID")):
+        pads = _explicit_padding(padding, self.kernel_size)
+        op = lambda x, k: few(jnp.pad(x, ((0, 0), *pads, (0, 0))), k)  # noqa: E731
     return _project(self, x, (*self.kernel_size, x.shape[-1], self.features), op)
 
