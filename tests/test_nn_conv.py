@@ -71,6 +71,19 @@ def test_conv_few_channels_equals_flax(features, c_in, kw):
   _same_as_flax(Conv(features, **kw), nn.Conv(features, **kw), x)
 
 
+def _same_to_second_order(ours, ref, x, k):
+  """ours(x, k) == ref(x, k), and so are their first derivatives and those of a gradient penalty
+  on the input gradient (as WGAN-GP and R1 take it), in x and k."""
+  w = jax.random.normal(jax.random.PRNGKey(2), ref(x, k).shape)
+  np.testing.assert_allclose(ours(x, k), ref(x, k), rtol=1e-5, atol=1e-5)
+  first = lambda f: jax.grad(lambda x, k: jnp.sum(f(x, k) * w), (0, 1))  # noqa: E731
+  penalty = lambda f: jax.grad(  # noqa: E731
+      lambda x, k: jnp.sum(jnp.square(jax.grad(lambda x: jnp.sum(jnp.tanh(f(x, k)) * w))(x))), (0, 1))
+  for grad_fn in (first, penalty):
+    for a, b in zip(grad_fn(ours)(x, k), grad_fn(ref)(x, k)):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(b))))
+
+
 @pytest.mark.parametrize("c_in,c_out", [(5, 3), (3, 6), (2, 3)])
 def test_few_channel_convs_equal_xla_to_second_order(c_in, c_out):
   """conv_few_outputs / conv_few_inputs (hand-written VJPs, each using the other for an input
@@ -81,14 +94,7 @@ def test_few_channel_convs_equal_xla_to_second_order(c_in, c_out):
                                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 9, 7, c_in))
   k = jax.random.normal(jax.random.PRNGKey(1), (4, 3, c_in, c_out))
-  w = jax.random.normal(jax.random.PRNGKey(2), ref(x, k).shape)
-  np.testing.assert_allclose(ours(x, k), ref(x, k), rtol=1e-5, atol=1e-5)
-  first = lambda f: jax.grad(lambda x, k: jnp.sum(f(x, k) * w), (0, 1))  # noqa: E731
-  penalty = lambda f: jax.grad(  # noqa: E731
-      lambda x, k: jnp.sum(jnp.square(jax.grad(lambda x: jnp.sum(jnp.tanh(f(x, k)) * w))(x))), (0, 1))
-  for grad_fn in (first, penalty):
-    for a, b in zip(grad_fn(ours)(x, k), grad_fn(ref)(x, k)):
-      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(b))))
+  _same_to_second_order(ours, ref, x, k)
 
 
 @pytest.mark.parametrize("shape", [(4, 5), (2, 9, 5)])
@@ -135,11 +141,4 @@ def test_4x4_s2_custom_gradients_equal_xla_to_second_order(op, c_out):
         {"params": {"kernel": k}}, x)
     x = jax.random.normal(jax.random.PRNGKey(0), (2, 4, 3, 5))
   k = jax.random.normal(jax.random.PRNGKey(1), (4, 4, 5, c_out))
-  w = jax.random.normal(jax.random.PRNGKey(2), ref(x, k).shape)
-  np.testing.assert_allclose(ours(x, k), ref(x, k), atol=1e-5)
-  first = lambda f: jax.grad(lambda x, k: jnp.sum(f(x, k) * w), (0, 1))  # noqa: E731
-  penalty = lambda f: jax.grad(  # noqa: E731
-      lambda x, k: jnp.sum(jnp.square(jax.grad(lambda x: jnp.sum(jnp.tanh(f(x, k)) * w))(x))), (0, 1))
-  for grad_fn in (first, penalty):
-    for a, b in zip(grad_fn(ours)(x, k), grad_fn(ref)(x, k)):
-      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(b))))
+  _same_to_second_order(ours, ref, x, k)
