@@ -142,3 +142,17 @@ def test_4x4_s2_custom_gradients_equal_xla_to_second_order(op, c_out):
     x = jax.random.normal(jax.random.PRNGKey(0), (2, 4, 3, 5))
   k = jax.random.normal(jax.random.PRNGKey(1), (4, 4, 5, c_out))
   _same_to_second_order(ours, ref, x, k)
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 6, 3), (3, 7, 9, 5)])   # even, and odd sides (floored)
+def test_max_pool_2x2_equals_flax_with_ties(shape):
+  """jaxgen.nn.pool.max_pool_2x2 (hand-written VJP): flax's max_pool values and gradients, including
+  ties (ReLU zeros; the gradient goes to the first maximum of a window, as XLA's)."""
+  from jaxgen.nn.pool import max_pool_2x2
+  x = jax.nn.relu(jax.random.normal(jax.random.PRNGKey(0), shape))
+  x = x.at[0, 0, 0, 0].set(0.7).at[0, 1, 1, 0].set(0.7)          # a positive tie
+  ref = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2))  # noqa: E731
+  np.testing.assert_array_equal(max_pool_2x2(x), ref(x))
+  w = jax.random.normal(jax.random.PRNGKey(1), ref(x).shape)
+  grad = lambda f: jax.grad(lambda x: jnp.sum(f(x) * w))(x)  # noqa: E731
+  np.testing.assert_array_equal(grad(max_pool_2x2), grad(ref))

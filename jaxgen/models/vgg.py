@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxgen.nn.linear import Conv
+from jaxgen.nn.pool import max_pool_2x2
 
 BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -79,7 +80,7 @@ class VGG16(nn.Module):
       elif kind == "relu":
         x = nn.relu(x)
       else:
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = max_pool_2x2(x)
       if name in self.outputs:
         out[name] = x
     return out
