@@ -194,12 +194,17 @@ def _conv_few_outputs_bwd(res, g):
   if c_in <= FEW_CHANNELS:
     dx = (dtaps @ _taps_matrix(kernel).T).reshape(x.shape)
   else:   # a convolution with C_in outputs, which XLA runs well (2x faster than the product here)
-    dx = conv_few_inputs(jnp.pad(g, ((0, 0), (kh - 1, kh - 1), (kw - 1, kw - 1), (0, 0))),
-                         _flip_io(kernel))
+    dx = conv_few_inputs(_pad_full(g, kh, kw), _flip_io(kernel))
   return dx, dk
 
 
 conv_few_outputs.defvjp(_conv_few_outputs_fwd, _conv_few_outputs_bwd)
+
+
+def _pad_full(g: jax.Array, kh: int, kw: int) -> jax.Array:
+  """g padded by kh - 1 rows and kw - 1 columns per side: a VALID convolution of it with the
+  flipped kernel is the input gradient of a VALID kh x kw convolution."""
+  return jnp.pad(g, ((0, 0), (kh - 1, kh - 1), (kw - 1, kw - 1), (0, 0)))
 
 
 def _conv_valid(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -224,8 +229,7 @@ def _conv_few_inputs_bwd(res, g):
   x, kernel = res
   kh, kw = kernel.shape[:2]
   if kernel.shape[2] <= FEW_CHANNELS:
-    dx = conv_few_outputs(jnp.pad(g, ((0, 0), (kh - 1, kh - 1), (kw - 1, kw - 1), (0, 0))),
-                          _flip_io(kernel))
+    dx = conv_few_outputs(_pad_full(g, kh, kw), _flip_io(kernel))
   else:
     dx = jax.vjp(lambda x: _conv_valid(x, kernel), x)[1](g)[0]
   return dx, jax.vjp(lambda k: _conv_valid(x, k), kernel)[1](g)[0]
@@ -235,8 +239,18 @@ conv_few_inputs.defvjp(_conv_few_inputs_fwd, _conv_few_inputs_bwd)
 
 # Channel counts up to which a stride-1 convolution's narrow side goes through conv_few_outputs:
 # at 3 outputs its forward pass is 3.6x faster than XLA:CPU's (7x7, 64 -> 3, 134x134, batch 2); at
-# 16 it is 1.8x slower for that layer.
+# 16 it is 1.8x slower for that layer. Kernels up to 7x7 only: with SRGAN's 9x9 image layers the
+# 81 tap planes made a short SRResNet run (tests/test_srgan.py) ~6x slower.
 FEW_CHANNELS = 4
+_FEW_MAX_TAPS = 49
+
+
+def few_channel_conv(c_in: int, c_out: int, kernel_size: tuple[int, int]):
+  """`conv_few_outputs` or `conv_few_inputs` for a stride-1 layer they speed up, else None."""
+  if kernel_size[0] * kernel_size[1] > _FEW_MAX_TAPS:
+    return None
+  return (conv_few_outputs if c_out <= FEW_CHANNELS else
+          conv_few_inputs if c_in <= FEW_CHANNELS else None)
 
 
 class _SubPixelTranspose(nn.Module):

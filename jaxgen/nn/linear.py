@@ -195,13 +195,9 @@ class Conv(nn.Module):
     elif strides == (1, 1):
       # Image and logit layers (few output channels) and their input gradients when the input has
       # few channels: XLA:CPU runs those as slow loops (see jaxgen.nn.conv.conv_few_outputs).
-      from jaxgen.nn.conv import FEW_CHANNELS, conv_few_inputs, conv_few_outputs
-      few = (conv_few_outputs if self.features <= FEW_CHANNELS else
-             conv_few_inputs if x.shape[-1] <= FEW_CHANNELS else None)
-      # Up to 7x7: with SRGAN's 9x9 image layers the 81 tap planes made a short SRResNet run
-      # (tests/test_srgan.py) ~6x slower.
-      small = self.kernel_size[0] * self.kernel_size[1] <= 49
-      if few is not None and small and (not isinstance(padding, str) or padding in ("SAME", "VALID")):
+      from jaxgen.nn.conv import few_channel_conv
+      few = few_channel_conv(x.shape[-1], self.features, tuple(self.kernel_size))
+      if few is not None and (not isinstance(padding, str) or padding in ("SAME", "VALID")):
         pads = _explicit_padding(padding, self.kernel_size)
         op = lambda x, k: few(jnp.pad(x, ((0, 0), *pads, (0, 0))), k)  # noqa: E731
     return _project(self, x, (*self.kernel_size, x.shape[-1], self.features), op)
