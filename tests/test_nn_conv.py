@@ -84,17 +84,22 @@ def _same_to_second_order(ours, ref, x, k):
       np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(b))))
 
 
-@pytest.mark.parametrize("c_in,c_out", [(5, 3), (3, 6), (2, 3)])
-def test_few_channel_convs_equal_xla_to_second_order(c_in, c_out):
+@pytest.mark.parametrize("c_in,c_out,kernel", [(5, 3, (4, 3)), (3, 6, (4, 3)), (2, 3, (4, 3)),
+                                               (5, 3, (9, 8)), (6, 2, (8, 9))])   # > 49 taps: by rows
+def test_few_channel_convs_equal_xla_to_second_order(c_in, c_out, kernel):
   """conv_few_outputs / conv_few_inputs (hand-written VJPs, each using the other for an input
-  gradient): outputs, first derivatives and a gradient penalty's derivatives equal XLA's."""
-  from jaxgen.nn.conv import FEW_CHANNELS, conv_few_inputs, conv_few_outputs
-  ours = conv_few_outputs if c_out <= FEW_CHANNELS else conv_few_inputs
+  gradient) and conv_few_outputs_by_rows: outputs, first derivatives and a gradient penalty's
+  derivatives equal XLA's."""
+  from jaxgen.nn.conv import conv_few_outputs, conv_few_outputs_by_rows, few_channel_conv
+  ours = few_channel_conv(c_in, c_out, kernel)
+  assert (ours is conv_few_outputs_by_rows) == (kernel[0] * kernel[1] > 49)
   ref = lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), "VALID",  # noqa: E731
                                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
-  x = jax.random.normal(jax.random.PRNGKey(0), (2, 9, 7, c_in))
-  k = jax.random.normal(jax.random.PRNGKey(1), (4, 3, c_in, c_out))
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 11, 10, c_in))
+  k = jax.random.normal(jax.random.PRNGKey(1), (*kernel, c_in, c_out))
   _same_to_second_order(ours, ref, x, k)
+  assert few_channel_conv(3, 64, (9, 9)) is None and few_channel_conv(64, 64, (3, 3)) is None
+  assert few_channel_conv(5, 3, (4, 3)) is conv_few_outputs
 
 
 @pytest.mark.parametrize("shape", [(4, 5), (2, 9, 5)])
@@ -123,25 +128,40 @@ def test_materialize_is_the_identity_and_ends_fusion_on_cpu():
   assert " dot(" in hlo, hlo
 
 
-@pytest.mark.parametrize("op", ["conv", "transpose"])
-@pytest.mark.parametrize("c_out", [3, 24])   # the transpose's GEMM path (<= 16 channels) and the sub-pixel one
-def test_4x4_s2_custom_gradients_equal_xla_to_second_order(op, c_out):
-  """conv_4x4_s2 / conv_transpose_4x4_s2 carry hand-written VJPs (each one's gradients are the
-  other op): first and second derivatives (a gradient penalty on the input gradient, as WGAN-GP
+@pytest.mark.parametrize("op,c_out", [("conv", 3), ("conv3x3", 6),
+                                       ("transpose", 3), ("transpose", 24)])   # transpose: GEMM path (<= 16 channels), sub-pixel
+def test_s2_custom_gradients_equal_xla_to_second_order(op, c_out):
+  """conv_4x4_s2 / conv_transpose_4x4_s2 / conv_3x3_s2 carry hand-written VJPs (sub-pixel input
+  gradients): first and second derivatives (a gradient penalty on the input gradient, as WGAN-GP
   and R1 take it) equal XLA's autodiff of the plain convolutions."""
-  from jaxgen.nn.conv import conv_4x4_s2, conv_transpose_4x4_s2
+  from jaxgen.nn.conv import conv_3x3_s2, conv_4x4_s2, conv_transpose_4x4_s2
   dn = ("NHWC", "HWIO", "NHWC")
-  if op == "conv":
-    ours = conv_4x4_s2
-    ref = lambda x, k: jax.lax.conv_general_dilated(x, k, (2, 2), ((1, 1), (1, 1)), dimension_numbers=dn)  # noqa: E731
-    x = jax.random.normal(jax.random.PRNGKey(0), (2, 8, 6, 5))
-  else:
+  size = 3 if op == "conv3x3" else 4
+  if op == "transpose":
     ours = conv_transpose_4x4_s2
     ref = lambda x, k: nn.ConvTranspose(c_out, (4, 4), (2, 2), padding="SAME", use_bias=False).apply(  # noqa: E731
         {"params": {"kernel": k}}, x)
     x = jax.random.normal(jax.random.PRNGKey(0), (2, 4, 3, 5))
-  k = jax.random.normal(jax.random.PRNGKey(1), (4, 4, 5, c_out))
+  else:
+    ours = conv_3x3_s2 if size == 3 else conv_4x4_s2
+    ref = lambda x, k: jax.lax.conv_general_dilated(x, k, (2, 2), ((1, 1), (1, 1)), dimension_numbers=dn)  # noqa: E731
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 8, 6, 5))
+  k = jax.random.normal(jax.random.PRNGKey(1), (size, size, 5, c_out))
   _same_to_second_order(ours, ref, x, k)
+
+
+def test_conv_takes_the_sub_pixel_gradient_only_where_it_applies():
+  """Conv routes 3x3 / 4x4 stride-2 pad-1 layers on even sides through the custom-VJP convs (their
+  input gradient has no input-dilated convolution left in the HLO) and odd sides through XLA's
+  (same values either way, see test_conv_equals_flax)."""
+  def grad_hlo(shape, kernel):
+    layer = Conv(8, (kernel, kernel), strides=2, padding=((1, 1), (1, 1)))
+    x = jnp.ones(shape)
+    params = layer.init(jax.random.PRNGKey(0), x)
+    return jax.jit(jax.grad(lambda x: jnp.sum(layer.apply(params, x) ** 2))).lower(x).as_text()
+  for kernel in (3, 4):
+    assert "lhs_dilate = [2, 2]" not in grad_hlo((2, 8, 6, 4), kernel)
+    assert "lhs_dilate = [2, 2]" in grad_hlo((2, 7, 6, 4), kernel)
 
 
 @pytest.mark.parametrize("shape", [(2, 8, 6, 3), (3, 7, 9, 5)])   # even, and odd sides (floored)

@@ -28,8 +28,17 @@ def _conv_s2_kernel_grad(x: jax.Array, g: jax.Array, kernel: jax.Array) -> jax.A
   return jax.vjp(lambda k: _conv_s2(x, k), kernel)[1](g)[0]
 
 
-@jax.custom_vjp
-def conv_4x4_s2(x: jax.Array, kernel: jax.Array) -> jax.Array:
+def _with_input_grad(primal: Callable, input_grad: Callable[[jax.Array, jax.Array], jax.Array]):
+  """`primal` (a `_conv_s2` of some kernel size) with a custom VJP: the input gradient is
+  input_grad(g, kernel), the kernel gradient XLA's. Twice differentiable (gradient penalties, R1)
+  as long as input_grad is (it is a linear op in g with its own VJP or autodiff)."""
+  op = jax.custom_vjp(primal)
+  op.defvjp(lambda x, kernel: (_conv_s2(x, kernel), (x, kernel)),
+            lambda res, g: (input_grad(g, res[1]), _conv_s2_kernel_grad(res[0], g, res[1])))
+  return op
+
+
+def _conv_4x4_s2(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """Stride-2, 4x4 convolution with one pixel of zero padding per side (PyTorch's
   `Conv2d(C_in, C_out, 4, 2, 1)`, flax's `nn.Conv(C_out, (4, 4), strides=2, padding=1)` or "SAME"
   on even sides), the DCGAN / PatchGAN / VAE down-sampling layer: [B, 2H, 2W, C_in] -> [B, H, W,
@@ -44,16 +53,27 @@ def conv_4x4_s2(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return _conv_s2(x, kernel)
 
 
-def _conv_4x4_s2_fwd(x, kernel):
-  return _conv_s2(x, kernel), (x, kernel)
+conv_4x4_s2 = _with_input_grad(_conv_4x4_s2, lambda g, kernel: conv_transpose_4x4_s2(g, _flip_io(kernel)))
 
 
-def _conv_4x4_s2_bwd(res, g):
-  x, kernel = res
-  return conv_transpose_4x4_s2(g, _flip_io(kernel)), _conv_s2_kernel_grad(x, g, kernel)
+def _conv_3x3_s2(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """Stride-2, 3x3 convolution with one pixel of zero padding per side on even sides (PyTorch's
+  `Conv2d(C_in, C_out, 3, 2, 1)`), the down-sampling layer of the SRGAN discriminator and of the
+  CycleGAN / style-transfer ResNet generators: [B, 2H, 2W, C_in] -> [B, H, W, C_out], kernel
+  [3, 3, C_in, C_out] (HWIO).
+
+  The forward pass and the kernel gradient are XLA's. The input gradient dx[2i - 1 + k] +=
+  g[i] kernel[k] is PyTorch's `ConvTranspose2d(3, 2, padding=1, output_padding=1)` of the output
+  gradient, computed sub-pixel by `conv_transpose_3x3_s2` (9 multiply-adds per output-gradient
+  pixel and channel, where XLA's input-dilated convolution does 36 and runs as a loop on XLA:CPU):
+  2.4x faster for SRGAN's 48x48x64 -> 96x96x64 layer at batch 16 on a 2-core CPU, 2.5x for
+  24x24x128 -> 48x48x128, 1.2x for the smaller ones. Twice differentiable.
+  """
+  return _conv_s2(x, kernel)
 
 
-conv_4x4_s2.defvjp(_conv_4x4_s2_fwd, _conv_4x4_s2_bwd)
+conv_3x3_s2 = _with_input_grad(_conv_3x3_s2,
+                               lambda g, kernel: conv_transpose_3x3_s2(g, kernel.transpose(0, 1, 3, 2)))
 
 
 @jax.custom_vjp
@@ -237,20 +257,36 @@ def _conv_few_inputs_bwd(res, g):
 
 conv_few_inputs.defvjp(_conv_few_inputs_fwd, _conv_few_inputs_bwd)
 
+def conv_few_outputs_by_rows(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """`conv_few_outputs` for large kernels (SRResNet's 9x9 64 -> 3 image layer): one 1 x kw
+  convolution to kh * C_out channels (kernel row u's outputs in channels [u*C_out, (u+1)*C_out)),
+  then the sum of its kh row-shifted planes. XLA:CPU runs the wide 1 x kw convolution and its
+  gradients well, and kh planes compile quickly where conv_few_outputs' kh * kw do not (81 for 9x9:
+  a short SRResNet run took ~6x longer). For the 9x9 layer at 96x96, batch 16 on a 2-core CPU:
+  forward 37 ms vs XLA's 226 ms (and conv_few_outputs' 83 ms), input + kernel gradient 96 ms vs
+  282 ms. Plain ops, differentiated by autodiff. Same args and result as `conv_few_outputs`."""
+  kh, kw, c_in, c_out = kernel.shape
+  rows = kernel.transpose(1, 2, 0, 3).reshape(1, kw, c_in, kh * c_out)
+  y = _conv_valid(x, rows)                                   # [B, H, W - kw + 1, kh * C_out]
+  ho = x.shape[1] - kh + 1
+  return sum(y[:, u:u + ho, :, u * c_out:(u + 1) * c_out] for u in range(kh))
+
+
 # Channel counts up to which a stride-1 convolution's narrow side goes through conv_few_outputs:
 # at 3 outputs its forward pass is 3.6x faster than XLA:CPU's (7x7, 64 -> 3, 134x134, batch 2); at
-# 16 it is 1.8x slower for that layer. Kernels up to 7x7 only: with SRGAN's 9x9 image layers the
-# 81 tap planes made a short SRResNet run (tests/test_srgan.py) ~6x slower.
+# 16 it is 1.8x slower for that layer. Larger kernels than 7x7 (SRGAN's 9x9 image layers) take
+# conv_few_outputs_by_rows for few outputs, XLA for few inputs.
 FEW_CHANNELS = 4
 _FEW_MAX_TAPS = 49
 
 
 def few_channel_conv(c_in: int, c_out: int, kernel_size: tuple[int, int]):
-  """`conv_few_outputs` or `conv_few_inputs` for a stride-1 layer they speed up, else None."""
-  if kernel_size[0] * kernel_size[1] > _FEW_MAX_TAPS:
-    return None
-  return (conv_few_outputs if c_out <= FEW_CHANNELS else
-          conv_few_inputs if c_in <= FEW_CHANNELS else None)
+  """The conv_few_* op (VALID, stride 1) for a layer it speeds up, else None."""
+  if c_out <= FEW_CHANNELS:
+    return conv_few_outputs if kernel_size[0] * kernel_size[1] <= _FEW_MAX_TAPS else conv_few_outputs_by_rows
+  if c_in <= FEW_CHANNELS and kernel_size[0] * kernel_size[1] <= _FEW_MAX_TAPS:
+    return conv_few_inputs
+  return None
 
 
 class _SubPixelTranspose(nn.Module):
@@ -295,9 +331,10 @@ def conv_transpose_3x3_s2(x: jax.Array, kernel: jax.Array) -> jax.Array:
   up-sampling layer of the CycleGAN / fast-style-transfer ResNet generators): exactly doubles H, W.
 
   Torch's definition is out[2i - 1 + k] += x[i] * w[k] per axis. Computed sub-pixel style: each of
-  the 4 output phases is a VALID convolution of the input (one zero row / column appended) with the
-  1 or 2 taps that reach it, 9 multiply-adds per input pixel and output channel where the
-  input-dilated convolution XLA otherwise runs does 36, mostly on inserted zeros.
+  the 4 output phases is a convolution of the input with the 1 or 2 taps that reach it (the zero
+  row / column the odd phases read past the end given as the convolution's padding, not copied):
+  9 multiply-adds per input pixel and output channel where the input-dilated convolution XLA
+  otherwise runs does 36, mostly on inserted zeros. It is also `conv_3x3_s2`'s input gradient.
 
   Args:
     x: [B, H, W, C_in].
@@ -308,13 +345,14 @@ def conv_transpose_3x3_s2(x: jax.Array, kernel: jax.Array) -> jax.Array:
     [B, 2H, 2W, C_out].
   """
   b, h, w, _ = x.shape
-  xp = jnp.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0)))
   rows = []
   for a in (0, 1):
     cols = []
     for c in (0, 1):
       taps = jnp.stack([jnp.stack([kernel[i, j] for j in _TAPS_3X3[c]]) for i in _TAPS_3X3[a]])
-      cols.append(jax.lax.conv_general_dilated(xp[:, :h + a, :w + c], taps, (1, 1), "VALID",
+      # The zero row (column) the odd phase reads past the end is padding given to the
+      # convolution: no padded copy of the input.
+      cols.append(jax.lax.conv_general_dilated(x, taps, (1, 1), ((0, a), (0, c)),
                                                dimension_numbers=_DN))
     rows.append(jnp.stack(cols, axis=3))                 # [B, H, W, 2 (column phase), C_out]
   return jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, kernel.shape[-1])

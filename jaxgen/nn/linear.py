@@ -186,12 +186,17 @@ class Conv(nn.Module):
     padding = self.padding if isinstance(self.padding, str) else tuple(map(tuple, self.padding))
     op = lambda x, k: jax.lax.conv_general_dilated(  # noqa: E731
         x, k, strides, padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    even = x.shape[1] % 2 == 0 and x.shape[2] % 2 == 0
     if (tuple(self.kernel_size) == (4, 4) and strides == (2, 2) and padding in ("SAME", ((1, 1), (1, 1)))
-        and x.shape[1] % 2 == 0 and x.shape[2] % 2 == 0):
+        and even):
       # The down-sampling layer of DCGAN, PatchGAN and the VAE (padding 1 = "SAME" on even sides):
       # the same convolution with a sub-pixel input gradient. Imported here: conv imports bias_add.
       from jaxgen.nn.conv import conv_4x4_s2
       op = conv_4x4_s2
+    elif tuple(self.kernel_size) == (3, 3) and strides == (2, 2) and padding == ((1, 1), (1, 1)) and even:
+      # SRGAN's discriminator and the CycleGAN generators' down-sampling: the same, for 3x3.
+      from jaxgen.nn.conv import conv_3x3_s2
+      op = conv_3x3_s2
     elif strides == (1, 1):
       # Image and logit layers (few output channels) and their input gradients when the input has
       # few channels: XLA:CPU runs those as slow loops (see jaxgen.nn.conv.conv_few_outputs).
