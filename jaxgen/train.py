@@ -99,12 +99,27 @@ def learning_rates(config: ml_collections.ConfigDict, step: int) -> dict[str, fl
 
 def make_step_fn(method: Method, config: ml_collections.ConfigDict):
   """state, batch -> (state, metrics): the method's step with the step's key, plus the global
-  parameter and update norms (config.train.log_norms)."""
+  parameter and update norms (config.train.log_norms).
+
+  The norms are computed only on steps that end a log interval (a multiple of train.log_every,
+  or the last step) and are NaN on the others, which the loop's averages leave out: the log shows
+  the norms at the logged step. Two passes over every parameter each step cost 2-6% of a
+  GAN step on a 2-core CPU (SRGAN: 100-270 ms of 4.2-4.5 s, 25M parameters)."""
+  tc = config.train
+  log_norms, log_every, num_steps = tc.get("log_norms", True), tc.get("log_every", 0), tc.num_steps
+
+  def norms(new, old):
+    return {"param_norm": optax.tree.norm(new).astype(jnp.float32),
+            "update_norm": optax.tree.norm(jax.tree.map(jnp.subtract, new, old)).astype(jnp.float32)}
+
   def step_fn(state, batch):
     new, metrics = method.train_step(state, batch, step_rng(state))
-    if config.train.get("log_norms", True):
-      metrics = {**metrics, "param_norm": optax.tree.norm(new.params),
-                 "update_norm": optax.tree.norm(jax.tree.map(jnp.subtract, new.params, state.params))}
+    if log_norms:
+      logged = new.step == num_steps
+      if log_every:
+        logged = logged | (new.step % log_every == 0)
+      nan = {k: jnp.full((), jnp.nan, jnp.float32) for k in ("param_norm", "update_norm")}
+      metrics = {**metrics, **jax.lax.cond(logged, norms, lambda *_: nan, new.params, state.params)}
     return new, metrics
   return step_fn
 

@@ -209,6 +209,26 @@ def test_lazy_metrics_norms_and_lr_in_the_log(tmp_path):
   assert 0 < rows[12]["update_norm"] < rows[12]["param_norm"]
 
 
+def test_norms_only_on_logged_steps():
+  """make_step_fn computes the parameter and update norms on steps that end a log interval (and
+  the last step), NaN on the others (the loop's averages skip NaN)."""
+  class Doubling:
+    def train_step(self, state, batch, rng):
+      return state.replace(step=state.step + 1, params=jax.tree.map(lambda p: 2 * p, state.params)), {}
+  cfg = ml_collections.ConfigDict({"train": {"log_every": 4, "num_steps": 10, "log_norms": True}})
+  step_fn = jax.jit(train.make_step_fn(Doubling(), cfg))
+  params = {"a": jnp.array([3.0, 4.0]), "b": jnp.array([[12.0]])}            # norm 13
+  for step, logged in [(0, False), (3, True), (5, False), (7, True), (9, True)]:
+    state = TrainState.create(params=params, opt_state=(), rng=jax.random.PRNGKey(0),
+                              model_state={}, ema_params=None).replace(step=jnp.int32(step))
+    _, metrics = step_fn(state, {})
+    if logged:
+      assert float(metrics["param_norm"]) == pytest.approx(26.0)
+      assert float(metrics["update_norm"]) == pytest.approx(13.0)
+    else:
+      assert np.isnan(metrics["param_norm"]) and np.isnan(metrics["update_norm"])
+
+
 def test_several_steps_per_dispatch_equal_single_steps(tmp_path):
   flags = {"train.num_steps": 7, "train.sample_every": 0, "train.ckpt_every": 4, "train.log_every": 2}
   main.run(toy_config(**flags), str(tmp_path / "one"), "train")
