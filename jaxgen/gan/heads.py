@@ -24,6 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxgen.nn.norm import BatchNorm
 from jaxgen.nn.spectral import SNDense, spectral_normalize
 
 COND_D = ("none", "concat", "projection")
@@ -91,8 +92,8 @@ class Discriminator(nn.Module):
       hq = h
       if self.q_hidden:
         hq = dense(self.q_hidden, "q_hidden")(hq, train)
-        hq = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=hq.dtype,
-                          param_dtype=jnp.float32, name="q_bn")(hq)
+        hq = BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=hq.dtype,
+                       param_dtype=jnp.float32, name="q_bn")(hq)
         hq = nn.leaky_relu(hq, 0.1)
       n_cont = self.q_continuous * (1 if self.q_fixed_std else 2)
       qo = dense(self.q_categorical + n_cont, "q_out")(hq, train).astype(jnp.float32)

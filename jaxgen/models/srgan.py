@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxgen.nn.linear import Conv, Dense, sum_rows
+from jaxgen.nn.norm import BatchNorm
 from jaxgen.nn.subpixel import pixel_shuffle
 
 
@@ -57,9 +58,9 @@ class PReLU(nn.Module):
     return prelu(x, alpha)
 
 
-def _batch_norm(train: bool, dtype: Any, name: str) -> nn.BatchNorm:
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
-                      param_dtype=jnp.float32, name=name)
+def _batch_norm(train: bool, dtype: Any, name: str) -> BatchNorm:
+  return BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
+                   param_dtype=jnp.float32, name=name)
 
 
 def _conv(features: int, kernel: int, dtype: Any, name: str, stride: int = 1,
