@@ -12,9 +12,9 @@ Smoke test (seconds; still needs the prepared dataset): `:tiny`. Timing beside t
   python -m jaxgen.main --config=configs/cyclegan/horse2zebra.py:size=128 --mode=benchmark \
       --config.train.batch_size=1 --workdir=/tmp/b && \
       python ../shared/bench/peer_torch_cyclegan.py --size 128 --blocks 6 --batch 1
-  measured on a quiet 2-core CPU: 2.26 s per step vs the peer's 2.16 s (0.96x; 2.39 s, 0.88x,
-  before the 7x7 64 -> 3 output layer and the 3-channel input layer's input gradient left
-  XLA:CPU's loop-emitted convolutions, see jaxgen.nn.conv.conv_few_outputs).
+  measured on a quiet 2-core CPU: 2.19-2.30 s per step vs the peer's 2.21-2.24 s (0.97-1.01x;
+  2.39 s, 0.88x, before the 7x7 64 -> 3 output layer and the 3-channel input layer's input
+  gradient left XLA:CPU's loop-emitted convolutions, see jaxgen.nn.conv.conv_few_outputs).
 
 The paper (Sec. 4, Appendix 7) and the reference code's defaults: ResNet generators with 9 residual
 blocks at 256x256 (6 at 128x128), ngf = ndf = 64, 70x70 PatchGAN, instance norm, LSGAN loss,

@@ -38,11 +38,11 @@ Benchmark beside the PyTorch peer (same shapes: batch 16, 96x96 HR, 16 blocks; t
 to relu5_3 as here; 2 warm-up + 5 timed steps in both):
   python -m jaxgen.main --config=configs/srgan/srgan.py:imagenet --workdir=/tmp/b --mode=benchmark; \
       python ../shared/bench/peer_torch_srgan.py --hr 96 --blocks 16 --batch 16 --vgg 16
-On a quiet 2-core CPU: SRGAN step 4.95 s here vs 4.33 s for torch (0.87x). Taking the 9x9 image
-layers through jaxgen.nn.conv.conv_few_outputs gave 4.67-4.85 s but made short training runs ~6x
-slower to compile and run (81 tap planes), so Conv keeps that path to kernels up to 7x7. The
-largest remaining cost is D's 3x3 stride-2 input gradients, which XLA:CPU runs as loop-emitted
-input-dilated convolutions (~250 ms of the step). Measured earlier under load (~9, inflated absolute times):
+On a quiet 2-core CPU: SRGAN step 3.86-3.89 s here vs 4.23 s for torch (1.09x; it was 4.95 s vs
+4.33 s, 0.87x, before D's 3x3 stride-2 input gradients became sub-pixel transposed convolutions
+(jaxgen.nn.conv.conv_3x3_s2), the 9x9 64 -> 3 image layer a 1x9 convolution plus row sums
+(conv_few_outputs_by_rows), BatchNorm jaxgen.nn.norm's, and the parameter norms logged only on
+log steps). Measured earlier under load (~9, inflated absolute times):
 20.5 s vs 26.2 s; SRResNet-MSE (configs/srgan/srresnet.py:imagenet vs the peer's --no_vgg) 6.25 s
 vs 15.9 s (2.5x).
 """
