@@ -257,6 +257,7 @@ def _conv_few_inputs_bwd(res, g):
 
 conv_few_inputs.defvjp(_conv_few_inputs_fwd, _conv_few_inputs_bwd)
 
+
 def conv_few_outputs_by_rows(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """`conv_few_outputs` for large kernels (SRResNet's 9x9 64 -> 3 image layer): one 1 x kw
   convolution to kh * C_out channels (kernel row u's outputs in channels [u*C_out, (u+1)*C_out)),
@@ -282,11 +283,10 @@ _FEW_MAX_TAPS = 49
 
 def few_channel_conv(c_in: int, c_out: int, kernel_size: tuple[int, int]):
   """The conv_few_* op (VALID, stride 1) for a layer it speeds up, else None."""
+  small = kernel_size[0] * kernel_size[1] <= _FEW_MAX_TAPS
   if c_out <= FEW_CHANNELS:
-    return conv_few_outputs if kernel_size[0] * kernel_size[1] <= _FEW_MAX_TAPS else conv_few_outputs_by_rows
-  if c_in <= FEW_CHANNELS and kernel_size[0] * kernel_size[1] <= _FEW_MAX_TAPS:
-    return conv_few_inputs
-  return None
+    return conv_few_outputs if small else conv_few_outputs_by_rows
+  return conv_few_inputs if c_in <= FEW_CHANNELS and small else None
 
 
 class _SubPixelTranspose(nn.Module):
