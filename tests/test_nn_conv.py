@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaxgen.nn.conv import ConvTranspose2x
-from jaxgen.nn.linear import Conv, Dense, materialize, sum_rows
+from jaxgen.nn.linear import Conv, Dense, sum_rows
 
 
 @pytest.mark.parametrize("padding", ["SAME", ((2, 2), (2, 2))])
@@ -114,18 +114,6 @@ def test_sum_rows_equals_sum():
   bf = sum_rows(x.astype(jnp.bfloat16))   # accumulated in float32
   assert bf.dtype == jnp.float32
   np.testing.assert_allclose(bf, np.asarray(x.astype(jnp.bfloat16), np.float64).sum((0, 1, 2)), rtol=1e-5)
-
-
-def test_materialize_is_the_identity_and_ends_fusion_on_cpu():
-  x = jax.random.normal(jax.random.key(0), (8, 5, 6, 12)) * 1e30   # large values stay exact too
-  np.testing.assert_array_equal(materialize(x), x)
-  w = jax.random.normal(jax.random.key(1), x.shape)
-  np.testing.assert_array_equal(jax.grad(lambda x: jnp.sum(materialize(x) * w))(x), w)
-  odd = jnp.arange(7.0)
-  assert materialize(odd) is odd
-  # What it is for: on CPU the value is written out by a dot, which XLA fuses with no producer.
-  hlo = jax.jit(lambda x: materialize(jnp.exp(x))).lower(x).compile().as_text()
-  assert " dot(" in hlo, hlo
 
 
 @pytest.mark.parametrize("op,c_out", [("conv", 3), ("conv3x3", 6),

@@ -20,12 +20,14 @@ Speed (2-core CPU, batch 128, fp32), one command:
       --config.benchmark.steps=10 --config.benchmark.warmup_steps=3; \
   python ../shared/bench/peer_torch_dcgan.py --size 32 --channels 3 --features 128 --z_dim 100 \
       --batch 128 --steps 10 --warmup 3 --device cpu
-gives 1.24-1.32 s per step vs the peer's 1.22-1.24 s in four such pairs (0.93-0.98x; 1.47 s, 0.84x,
-before D's layers took the sub-pixel input gradient of jaxgen.nn.conv.conv_4x4_s2 and G's
-transposed convolutions stopped copying padded inputs). The step is now convolution-bound: ~1.0 s
-of it is XLA:CPU convolutions at 185-205 GFLOP/s where the peer's oneDNN runs D's strided
-convolutions at ~225; the rest (~240 ms) is BatchNorm, activations and the transposed operand
-copies of the weight-gradient convolutions.
+gives 1.20-1.34 s per step vs the peer's 1.20-1.32 s in eight such pairs on a host whose timings
+drift by up to 10% between runs (ratios 0.92-1.05x, median 1.00x). It was 0.93-0.98x before the
+weight gradients became `jaxgen.nn.conv._kernel_grad` forward convolutions on batch-minor operands
+(per-phase for the transposed convolutions) and 0.84x before D's layers took the sub-pixel input
+gradient of jaxgen.nn.conv.conv_4x4_s2. The step is convolution-bound: the convolutions of the
+4x4- and 8x8-pixel layers run 10-20% slower on XLA:CPU (Eigen) than on the peer's oneDNN, about
+the share of taps that fall on padding (23% at 4x4, 12% at 8x8), which Eigen's patch GEMM multiplies
+and oneDNN's direct kernels skip; the rest (~200 ms) is BatchNorm, activations and operand copies.
 """
 import os
 

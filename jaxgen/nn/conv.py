@@ -5,7 +5,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxgen.nn.linear import bias_add, materialize
+from jaxgen.nn.linear import bias_add
 
 _DN = ("NHWC", "HWIO", "NHWC")
 
@@ -22,16 +22,44 @@ def _conv_s2(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return jax.lax.conv_general_dilated(x, kernel, (2, 2), ((1, 1), (1, 1)), dimension_numbers=_DN)
 
 
+def _batch_minor(x: jax.Array) -> jax.Array:
+  """[B, H, W, C] -> [C, H, W, B], the operand layout of a weight-gradient convolution, as two
+  transposes XLA:CPU runs as cache-friendly 2-D tiles: per image [H W, C] -> [C, H W], then
+  [B, C H W] -> [C H W, B]. XLA would merge them into one transpose that swaps the outermost and
+  innermost dimensions, 2x slower for 128x16x16x128 (the barrier keeps them apart)."""
+  b, h, w, c = x.shape
+  per_image = jax.lax.optimization_barrier(x.reshape(b, h * w, c).transpose(0, 2, 1))
+  return per_image.reshape(b, c * h * w).T.reshape(c, h, w, b)
+
+
+def _kernel_grad(xt: jax.Array, g: jax.Array, size: tuple[int, int], stride: int,
+                 pad_lo: tuple[int, int]) -> jax.Array:
+  """The kernel gradient [kh, kw, C_in, C_out] of a convolution with that kernel size, stride and
+  leading padding (the trailing padding is implied by the sizes), at input x (given as
+  xt = `_batch_minor(x)`, [C_in, H, W, B]) and output cotangent g [B, H_out, W_out, C_out]:
+  dk[p, q] = sum_{b, i, j} x_padded[b, stride i + p, stride j + q] g[b, i, j]. It runs as a
+  forward convolution of xt with the cotangent as a stride-dilated kernel, the layout XLA:CPU would
+  otherwise reach with one slow transpose per operand."""
+  _, h, w, _ = xt.shape
+  h_out, w_out = g.shape[1:3]
+  pad = [(lo, k - n - lo + stride * (n_out - 1))
+         for k, n, n_out, lo in zip(size, (h, w), (h_out, w_out), pad_lo)]
+  dk = jax.lax.conv_general_dilated(xt, g.transpose(1, 2, 0, 3), (1, 1), pad,
+                                    rhs_dilation=(stride, stride), dimension_numbers=_DN)
+  return dk.transpose(1, 2, 0, 3)
+
+
 def _conv_s2_kernel_grad(x: jax.Array, g: jax.Array, kernel: jax.Array) -> jax.Array:
-  """The kernel gradient of `_conv_s2` at input x and output cotangent g (`kernel` only gives its
+  """The kernel gradient of `_conv_s2` at input x and output cotangent g (`kernel` gives its
   shape and dtype: the op is linear in it)."""
-  return jax.vjp(lambda k: _conv_s2(x, k), kernel)[1](g)[0]
+  return _kernel_grad(_batch_minor(x), g, kernel.shape[:2], 2, (1, 1)).astype(kernel.dtype)
 
 
 def _with_input_grad(primal: Callable, input_grad: Callable[[jax.Array, jax.Array], jax.Array]):
   """`primal` (a `_conv_s2` of some kernel size) with a custom VJP: the input gradient is
-  input_grad(g, kernel), the kernel gradient XLA's. Twice differentiable (gradient penalties, R1)
-  as long as input_grad is (it is a linear op in g with its own VJP or autodiff)."""
+  input_grad(g, kernel), the kernel gradient `_conv_s2_kernel_grad`. Twice differentiable
+  (gradient penalties, R1) as long as input_grad is (it is a linear op in g with its own VJP or
+  autodiff)."""
   op = jax.custom_vjp(primal)
   op.defvjp(lambda x, kernel: (_conv_s2(x, kernel), (x, kernel)),
             lambda res, g: (input_grad(g, res[1]), _conv_s2_kernel_grad(res[0], g, res[1])))
@@ -44,8 +72,8 @@ def _conv_4x4_s2(x: jax.Array, kernel: jax.Array) -> jax.Array:
   on even sides), the DCGAN / PatchGAN / VAE down-sampling layer: [B, 2H, 2W, C_in] -> [B, H, W,
   C_out], kernel [4, 4, C_in, C_out] (HWIO).
 
-  The forward pass and the kernel gradient are XLA's. The input gradient, which is the transposed
-  convolution of the output gradient with the flipped kernel, runs as `conv_transpose_4x4_s2`
+  The forward pass is XLA's, the kernel gradient `_conv_s2_kernel_grad`. The input gradient, which
+  is the transposed convolution of the output gradient with the flipped kernel, runs as `conv_transpose_4x4_s2`
   (sub-pixel): XLA's own input gradient dilates the cotangent and multiplies mostly inserted zeros,
   1.5x (16x16x128 -> 8x8x256) and 1.3x (8x8x256 -> 4x4x512) slower at batch 128 on a 2-core CPU.
   Twice differentiable (gradient penalties, R1): both directions are linear ops with custom VJPs.
@@ -62,7 +90,8 @@ def _conv_3x3_s2(x: jax.Array, kernel: jax.Array) -> jax.Array:
   CycleGAN / style-transfer ResNet generators: [B, 2H, 2W, C_in] -> [B, H, W, C_out], kernel
   [3, 3, C_in, C_out] (HWIO).
 
-  The forward pass and the kernel gradient are XLA's. The input gradient dx[2i - 1 + k] +=
+  The forward pass is XLA's, the kernel gradient `_conv_s2_kernel_grad`. The input gradient
+  dx[2i - 1 + k] +=
   g[i] kernel[k] is PyTorch's `ConvTranspose2d(3, 2, padding=1, output_padding=1)` of the output
   gradient, computed sub-pixel by `conv_transpose_3x3_s2` (9 multiply-adds per output-gradient
   pixel and channel, where XLA's input-dilated convolution does 36 and runs as a loop on XLA:CPU):
@@ -81,11 +110,13 @@ def conv_transpose_4x4_s2(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """Stride-2, 4x4 transposed convolution with 2 pixels of padding per side on the dilated input,
   the DCGAN/VAE up-sampling layer: equal to flax's `nn.ConvTranspose(features, (4, 4), strides=2,
   padding=((2, 2), (2, 2)))` (= padding "SAME" for this kernel and stride, PyTorch's padding=1).
-  It is the input gradient of `conv_4x4_s2` with kernel `_flip_io(kernel)`, so its own gradients
-  are that convolution's: the input gradient is `conv_4x4_s2` of the cotangent, the kernel gradient
-  that convolution's kernel gradient with the roles of input and cotangent swapped (XLA:CPU, batch
-  128, input + kernel gradient: 1.55x faster than the sub-pixel form's autodiff for 4x4x512 ->
-  8x8x256, 1.6x for 8x8x256 -> 16x16x128 and 16x16x128 -> 32x32x3).
+  It is the input gradient of `conv_4x4_s2` with kernel `_flip_io(kernel)`, so its input gradient
+  is `conv_4x4_s2` of the cotangent (XLA's strided convolution: 1.5x faster than autodiff through
+  the phases below on XLA:CPU). The kernel gradient is taken per output phase, four 2x2 stride-1
+  kernel gradients by `_kernel_grad` on one batch-minor copy of x (1.2-1.3x faster than the strided
+  convolution's kernel gradient with input and cotangent swapped, at batch 128 for 4x4x512 ->
+  8x8x256 and 8x8x256 -> 16x16x128), or for the GEMM form by
+  `_conv_transpose_4x4_s2_gemm_kernel_grad`.
 
   The forward pass is computed sub-pixel style: output phase (a, b) (pixels [2i + a, 2j + b]) is a
   VALID 2x2 convolution of the 1-padded input window starting at (a, b) with the taps
@@ -111,6 +142,11 @@ def conv_transpose_4x4_s2(x: jax.Array, kernel: jax.Array) -> jax.Array:
 def _conv_transpose_4x4_s2_fwd(x, kernel):
   if kernel.shape[-1] <= _GEMM_MAX_FEATURES:
     return _conv_transpose_4x4_s2_gemm(x, kernel), (x, kernel)
+  return _conv_transpose_4x4_s2_phases(x, kernel), (x, kernel)
+
+
+def _conv_transpose_4x4_s2_phases(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """`conv_transpose_4x4_s2`'s sub-pixel forward pass (see there). Same args and result."""
   b, h, w, _ = x.shape
   rows = []
   for a in (0, 1):
@@ -119,17 +155,23 @@ def _conv_transpose_4x4_s2_fwd(x, kernel):
     cols = [jax.lax.conv_general_dilated(x, kernel[a::2, c::2], (1, 1), ((1 - a, a), (1 - c, c)),
                                          dimension_numbers=_DN) for c in (0, 1)]
     rows.append(jnp.stack(cols, axis=3))                 # [B, H, W, 2 (b), C_out]
-  y = jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, kernel.shape[-1])   # [B, H, 2 (a), W, 2, C]
-  return y, (x, kernel)
+  return jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, kernel.shape[-1])   # [B, H, 2 (a), W, 2, C]
 
 
 def _conv_transpose_4x4_s2_bwd(res, g):
   x, kernel = res
   flipped = _flip_io(kernel)
-  # g is usually an unmaterialised BatchNorm + ReLU backward that XLA:CPU would otherwise evaluate
-  # inside the kernel gradient's transposed operand copy (see jaxgen.nn.linear.materialize).
-  g = materialize(g)
-  return conv_4x4_s2(g, flipped), _flip_io(_conv_s2_kernel_grad(g, x, flipped))
+  if kernel.shape[-1] <= _GEMM_MAX_FEATURES:
+    dk = _conv_transpose_4x4_s2_gemm_kernel_grad(x, g)
+  else:
+    # Phase (a, c)'s taps kernel[a::2, c::2] see x through a 2x2 stride-1 window padded (1 - a, a)
+    # x (1 - c, c) and get the cotangent's pixels [2i + a, 2j + c].
+    xt = _batch_minor(x)
+    phase = lambda a, c: _kernel_grad(xt, g[:, a::2, c::2], (2, 2), 1, (1 - a, 1 - c))  # noqa: E731
+    # kernel[2u + a, 2v + c] = phase(a, c)[u, v]
+    dk = jnp.stack([jnp.stack([phase(a, c) for c in (0, 1)], axis=2) for a in (0, 1)], axis=1)
+    dk = dk.reshape(kernel.shape)
+  return conv_4x4_s2(g, flipped), dk.astype(kernel.dtype)
 
 
 conv_transpose_4x4_s2.defvjp(_conv_transpose_4x4_s2_fwd, _conv_transpose_4x4_s2_bwd)
@@ -160,6 +202,23 @@ def _conv_transpose_4x4_s2_gemm(x: jax.Array, kernel: jax.Array) -> jax.Array:
   rows = [jnp.stack([at(a, c) + at(a, c + 2) + at(a + 2, c) + at(a + 2, c + 2) for c in (0, 1)], axis=3)
           for a in (0, 1)]                               # [B, H, W, 2 (b), C_out] per row phase a
   return jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, c_out)
+
+
+def _conv_transpose_4x4_s2_gemm_kernel_grad(x: jax.Array, g: jax.Array) -> jax.Array:
+  """The kernel gradient of `_conv_transpose_4x4_s2_gemm` at input x [B, H, W, C_in] and output
+  cotangent g [B, 2H, 2W, C_out]: x^T times the per-tap cotangents dtaps[b, m, n, ky, kx] =
+  g[b, 2m + 2 - ky, 2n + 2 - kx] (zero outside g), which are read straight out of the 1-padded g
+  as two 2-row (2-column) windows of its row (column) pairs. Autodiff of the overlap-add builds
+  them as a sum of 16 padded slices instead (~5x slower on XLA:CPU)."""
+  b, h, w, c_in = x.shape
+  c_out = g.shape[-1]
+  # pairs[b, r, p, s, q] = g_padded[b, 2r + p, 2s + q]; dtaps at ky = 3 - (2 dr + p) is row r = m + dr.
+  pairs = jnp.pad(g, ((0, 0), (1, 1), (1, 1), (0, 0))).reshape(b, h + 1, 2, w + 1, 2, c_out)
+  taps = jnp.stack([jnp.stack([pairs[:, dr:dr + h, :, dc:dc + w] for dc in (0, 1)], axis=3)
+                    for dr in (0, 1)], axis=3)          # [B, H, 2 (p), 2 (dr), 2 (dc), W, 2 (q), C]
+  taps = taps.transpose(0, 1, 5, 3, 2, 4, 6, 7)        # [B, H, W, dr, p, dc, q, C]
+  dk = x.reshape(b * h * w, c_in).T @ taps.reshape(b * h * w, 16 * c_out)
+  return jnp.flip(dk.reshape(c_in, 4, 4, c_out).transpose(1, 2, 0, 3), (0, 1))
 
 
 @jax.custom_vjp

@@ -5,7 +5,7 @@ array, i.e. a bias gradient or a GroupNorm statistic) as a scalar loop that also
 fused producer: in the DDPM CIFAR-10 training step such reductions took ~40 % of the step on a 2-core
 CPU. As a matrix-vector product with a ones vector the same sum runs ~10x faster. `Dense` and `Conv`
 are drop-ins for flax's (same parameter names, shapes, initialisation order and outputs) whose bias
-gradient goes through `sum_rows`. `materialize` is the other XLA:CPU fusion workaround.
+gradient goes through `sum_rows`.
 """
 from typing import Any, Callable, Sequence, Union
 
@@ -28,22 +28,6 @@ def sum_rows(x: jax.Array, batch_dims: int = 0) -> jax.Array:
   x = x.reshape(*x.shape[:batch_dims], -1, x.shape[-1])
   spec = "bmc,bm->bc" if batch_dims else "mc,m->c"
   return jnp.einsum(spec, x, jnp.ones(x.shape[:-1], x.dtype), preferred_element_type=jnp.float32)
-
-
-def materialize(x: jax.Array) -> jax.Array:
-  """x itself (exactly, for finite values), computed into its own buffer on CPU.
-
-  XLA:CPU fuses an elementwise chain into every consumer, and when a consumer transposes (the operand
-  copy XLA makes for a weight-gradient convolution) the whole chain is evaluated in that
-  transposed, cache-hostile order: DCGAN's BatchNorm + ReLU backward fused into the 128x16x16x128
-  cotangent's transpose took 94 ms of the CIFAR-10 step at batch 128 on a 2-core CPU, written out
-  first and then transposed ~15 ms. A dot ends every fusion, so x goes through a product with the
-  4 x 4 identity ([N / 4, 4] @ I, ~0.2 flop per byte). Elsewhere (XLA:GPU/TPU fuse well) and when
-  x.size is not a multiple of 4, x is returned unchanged.
-  """
-  if jax.default_backend() != "cpu" or x.size % 4:
-    return x
-  return (x.reshape(-1, 4) @ jnp.eye(4, dtype=x.dtype)).reshape(x.shape)
 
 
 @jax.custom_vjp
