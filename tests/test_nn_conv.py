@@ -116,12 +116,18 @@ def test_sum_rows_equals_sum():
   np.testing.assert_allclose(bf, np.asarray(x.astype(jnp.bfloat16), np.float64).sum((0, 1, 2)), rtol=1e-5)
 
 
-@pytest.mark.parametrize("op,c_out", [("conv", 3), ("conv3x3", 6),
-                                       ("transpose", 3), ("transpose", 24)])   # transpose: GEMM path (<= 16 channels), sub-pixel
-def test_s2_custom_gradients_equal_xla_to_second_order(op, c_out):
+# transpose: the GEMM path (<= 16 channels) and sub-pixel; "xla": the kernel gradients other backends
+# take (XLA's own), as a CPU run would not otherwise reach them.
+@pytest.mark.parametrize("op,c_out,backend", [("conv", 3, "cpu"), ("conv3x3", 6, "cpu"),
+                                               ("transpose", 3, "cpu"), ("transpose", 24, "cpu"),
+                                               ("conv", 3, "xla"), ("transpose", 24, "xla")])
+def test_s2_custom_gradients_equal_xla_to_second_order(op, c_out, backend, monkeypatch):
   """conv_4x4_s2 / conv_transpose_4x4_s2 / conv_3x3_s2 carry hand-written VJPs (sub-pixel input
-  gradients): first and second derivatives (a gradient penalty on the input gradient, as WGAN-GP
-  and R1 take it) equal XLA's autodiff of the plain convolutions."""
+  gradients, batch-minor kernel gradients on CPU): first and second derivatives (a gradient penalty
+  on the input gradient, as WGAN-GP and R1 take it) equal XLA's autodiff of the plain convolutions."""
+  import jaxgen.nn.conv
+  if backend == "xla":
+    monkeypatch.setattr(jaxgen.nn.conv, "_cpu", lambda: False)
   from jaxgen.nn.conv import conv_3x3_s2, conv_4x4_s2, conv_transpose_4x4_s2
   dn = ("NHWC", "HWIO", "NHWC")
   size = 3 if op == "conv3x3" else 4

@@ -22,6 +22,10 @@ def _conv_s2(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return jax.lax.conv_general_dilated(x, kernel, (2, 2), ((1, 1), (1, 1)), dimension_numbers=_DN)
 
 
+def _cpu() -> bool:
+  return jax.default_backend() == "cpu"
+
+
 def _batch_minor(x: jax.Array) -> jax.Array:
   """[B, H, W, C] -> [C, H, W, B], the operand layout of a weight-gradient convolution, as two
   transposes XLA:CPU runs as cache-friendly 2-D tiles: per image [H W, C] -> [C, H W], then
@@ -51,7 +55,10 @@ def _kernel_grad(xt: jax.Array, g: jax.Array, size: tuple[int, int], stride: int
 
 def _conv_s2_kernel_grad(x: jax.Array, g: jax.Array, kernel: jax.Array) -> jax.Array:
   """The kernel gradient of `_conv_s2` at input x and output cotangent g (`kernel` gives its
-  shape and dtype: the op is linear in it)."""
+  shape and dtype: the op is linear in it). `_kernel_grad` on CPU, XLA's own elsewhere (GPU and TPU
+  compilers pick weight-gradient layouts well)."""
+  if not _cpu():
+    return jax.vjp(lambda k: _conv_s2(x, k), kernel)[1](g)[0]
   return _kernel_grad(_batch_minor(x), g, kernel.shape[:2], 2, (1, 1)).astype(kernel.dtype)
 
 
@@ -163,6 +170,9 @@ def _conv_transpose_4x4_s2_bwd(res, g):
   flipped = _flip_io(kernel)
   if kernel.shape[-1] <= _GEMM_MAX_FEATURES:
     dk = _conv_transpose_4x4_s2_gemm_kernel_grad(x, g)
+  elif not _cpu():
+    # The strided convolution's kernel gradient with the roles of input and cotangent swapped.
+    dk = _flip_io(_conv_s2_kernel_grad(g, x, flipped))
   else:
     # Phase (a, c)'s taps kernel[a::2, c::2] see x through a 2x2 stride-1 window padded (1 - a, a)
     # x (1 - c, c) and get the cotangent's pixels [2i + a, 2j + c].
