@@ -80,9 +80,10 @@ def _conv_4x4_s2(x: jax.Array, kernel: jax.Array) -> jax.Array:
   C_out], kernel [4, 4, C_in, C_out] (HWIO).
 
   The forward pass is XLA's, the kernel gradient `_conv_s2_kernel_grad`. The input gradient, which
-  is the transposed convolution of the output gradient with the flipped kernel, runs as `conv_transpose_4x4_s2`
-  (sub-pixel): XLA's own input gradient dilates the cotangent and multiplies mostly inserted zeros,
-  1.5x (16x16x128 -> 8x8x256) and 1.3x (8x8x256 -> 4x4x512) slower at batch 128 on a 2-core CPU.
+  is the transposed convolution of the output gradient with the flipped kernel, runs as
+  `conv_transpose_4x4_s2` (sub-pixel): XLA's own input gradient dilates the cotangent and multiplies
+  mostly inserted zeros, 1.5x (16x16x128 -> 8x8x256) and 1.3x (8x8x256 -> 4x4x512) slower at batch
+  128 on a 2-core CPU.
   Twice differentiable (gradient penalties, R1): both directions are linear ops with custom VJPs.
   """
   return _conv_s2(x, kernel)
@@ -98,9 +99,8 @@ def _conv_3x3_s2(x: jax.Array, kernel: jax.Array) -> jax.Array:
   [3, 3, C_in, C_out] (HWIO).
 
   The forward pass is XLA's, the kernel gradient `_conv_s2_kernel_grad`. The input gradient
-  dx[2i - 1 + k] +=
-  g[i] kernel[k] is PyTorch's `ConvTranspose2d(3, 2, padding=1, output_padding=1)` of the output
-  gradient, computed sub-pixel by `conv_transpose_3x3_s2` (9 multiply-adds per output-gradient
+  dx[2i - 1 + k] += g[i] kernel[k] is PyTorch's `ConvTranspose2d(3, 2, padding=1,
+  output_padding=1)` of the output gradient, computed sub-pixel by `conv_transpose_3x3_s2` (9 multiply-adds per output-gradient
   pixel and channel, where XLA's input-dilated convolution does 36 and runs as a loop on XLA:CPU):
   2.4x faster for SRGAN's 48x48x64 -> 96x96x64 layer at batch 16 on a 2-core CPU, 2.5x for
   24x24x128 -> 48x48x128, 1.2x for the smaller ones. Twice differentiable.
