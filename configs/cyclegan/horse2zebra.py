@@ -12,7 +12,8 @@ Smoke test (seconds; still needs the prepared dataset): `:tiny`. Timing beside t
   python -m jaxgen.main --config=configs/cyclegan/horse2zebra.py:size=128 --mode=benchmark \
       --config.train.batch_size=1 --workdir=/tmp/b && \
       python ../shared/bench/peer_torch_cyclegan.py --size 128 --blocks 6 --batch 1
-  measured on a quiet 2-core CPU: 2.19-2.30 s per step vs the peer's 2.21-2.24 s (0.97-1.01x;
+  measured on a 2-core AVX2 EPYC: 2.72 and 3.13 s per step vs the peer's 2.80 and 3.87 s in two
+  pairs (1.03x, 1.23x); on a quiet 2-core AVX-512 EPYC: 2.19-2.30 s vs 2.21-2.24 s (0.97-1.01x;
   2.39 s, 0.88x, before the 7x7 64 -> 3 output layer and the 3-channel input layer's input
   gradient left XLA:CPU's loop-emitted convolutions, see jaxgen.nn.conv.conv_few_outputs).
 

@@ -20,14 +20,17 @@ Speed (2-core CPU, batch 128, fp32), one command:
       --config.benchmark.steps=10 --config.benchmark.warmup_steps=3; \
   python ../shared/bench/peer_torch_dcgan.py --size 32 --channels 3 --features 128 --z_dim 100 \
       --batch 128 --steps 10 --warmup 3 --device cpu
-gives 1.20-1.34 s per step vs the peer's 1.20-1.32 s in eight such pairs on a host whose timings
-drift by up to 10% between runs (ratios 0.92-1.05x, median 1.00x). It was 0.93-0.98x before the
+gives, on a 2-core AMD EPYC with AVX2 only, 1.51-1.76 s per step vs the peer's 1.77-2.05 s in six
+pairs (ratios 1.14-1.33x, median 1.20x), and on a 2-core AVX-512 EPYC (where the peer's oneDNN has
+AVX-512 kernels), 1.20-1.34 s vs 1.20-1.32 s in eight pairs on a host whose timings drift by up to
+10% between runs (ratios 0.92-1.05x, median 1.00x). There it was 0.93-0.98x before the
 weight gradients became `jaxgen.nn.conv._kernel_grad` forward convolutions on batch-minor operands
 (per-phase for the transposed convolutions) and 0.84x before D's layers took the sub-pixel input
-gradient of jaxgen.nn.conv.conv_4x4_s2. The step is convolution-bound: the convolutions of the
-4x4- and 8x8-pixel layers run 10-20% slower on XLA:CPU (Eigen) than on the peer's oneDNN, about
-the share of taps that fall on padding (23% at 4x4, 12% at 8x8), which Eigen's patch GEMM multiplies
-and oneDNN's direct kernels skip; the rest (~200 ms) is BatchNorm, activations and operand copies.
+gradient of jaxgen.nn.conv.conv_4x4_s2. The step is convolution-bound: on the AVX-512 host the
+convolutions of the 4x4- and 8x8-pixel layers run 10-20% slower on XLA:CPU (Eigen) than on the
+peer's oneDNN, about the share of taps that fall on padding (23% at 4x4, 12% at 8x8), which
+Eigen's patch GEMM multiplies and oneDNN's direct kernels skip; the rest (~200 ms) is BatchNorm,
+activations and operand copies.
 """
 import os
 

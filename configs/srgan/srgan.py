@@ -38,7 +38,8 @@ Benchmark beside the PyTorch peer (same shapes: batch 16, 96x96 HR, 16 blocks; t
 to relu5_3 as here; 2 warm-up + 5 timed steps in both):
   python -m jaxgen.main --config=configs/srgan/srgan.py:imagenet --workdir=/tmp/b --mode=benchmark; \
       python ../shared/bench/peer_torch_srgan.py --hr 96 --blocks 16 --batch 16 --vgg 16
-On a quiet 2-core CPU: SRGAN step 3.86-3.89 s here vs 4.23 s for torch (1.09x; it was 4.95 s vs
+On a 2-core AVX2 EPYC: 5.11 and 6.29 s per step vs the peer's 6.28 and 7.40 s in two pairs (1.23x,
+1.18x). On a quiet 2-core AVX-512 EPYC: 3.86-3.89 s here vs 4.23 s for torch (1.09x; it was 4.95 s vs
 4.33 s, 0.87x, before D's 3x3 stride-2 input gradients became sub-pixel transposed convolutions
 (jaxgen.nn.conv.conv_3x3_s2), the 9x9 64 -> 3 image layer a 1x9 convolution plus row sums
 (conv_few_outputs_by_rows), BatchNorm jaxgen.nn.norm's, and the parameter norms logged only on
