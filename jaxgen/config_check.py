@@ -58,6 +58,7 @@ def validate(config: ml_collections.ConfigDict, *, benchmark: bool = False,
                       "call; e.g. 8 to run 8 steps in one compiled lax.scan).")
   if not method.can_sample:
     _check_no_sampling(config)
+  _check_labels(config, method)
   if benchmark and config.benchmark.get("sample_batch", 0) > 0:
     _check_batch("config.benchmark.sample_batch", config.benchmark.sample_batch, shards, process_count)
   if not benchmark:
@@ -68,6 +69,22 @@ def validate(config: ml_collections.ConfigDict, *, benchmark: bool = False,
   method.validate()
   pretrained.validate(config, tuple(method.frozen_parts()))
   return method
+
+
+def _check_labels(config: ml_collections.ConfigDict, method: Method) -> None:
+  """config.eval.labels: class ids in [0, data.num_classes) for a method that samples per label."""
+  labels = tuple(config.eval.get("labels", ()))
+  if not labels:
+    return
+  if "label" not in method.cond_keys:
+    raise ConfigError(f"config.eval.labels={labels}, but config.method={config.method!r} with this "
+                      f"config does not sample per class (no label conditioning); drop "
+                      f"--config.eval.labels or train a class-conditional model.")
+  n = config.data.num_classes
+  bad = [v for v in labels if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < n]
+  if bad:
+    raise ConfigError(f"config.eval.labels={labels} has {bad}, not class ids in [0, {n}) "
+                      f"(config.data.num_classes={n}); e.g. --config.eval.labels='(3, 7)'.")
 
 
 def _check_no_sampling(config: ml_collections.ConfigDict) -> None:

@@ -6,6 +6,7 @@ sharded the same way, and samples reach the host only when asked (`to_host`). Fr
 the sampler inside the state, as arguments.
 """
 import functools
+import itertools
 from typing import Iterator, Optional
 
 import jax
@@ -50,15 +51,21 @@ def cond_batches(method: Method, config, batch_size: int, mesh) -> Iterator[Opti
   """The conditioning of successive sampling batches of `batch_size` (global arrays, batch-sharded):
   the method's default (e.g. labels cycling through the classes) where it has one, else its
   `cond_keys` from the eval split's rows in order, cycling over the split; None for unconditional
-  methods."""
+  methods. With config.eval.labels, sample i of the whole sequence gets labels[i % len(labels)]."""
   if not method.cond_keys:
     while True:
       yield None
   default = method.default_cond(batch_size)
   if default is not None:
-    cond = parallel.global_batch(parallel.local_rows(jax.tree.map(np.asarray, default)), mesh)
-    while True:
-      yield cond
+    requested = np.asarray(tuple(config.eval.get("labels", ())), np.int32)
+    if not requested.size:
+      cond = parallel.global_batch(parallel.local_rows(jax.tree.map(np.asarray, default)), mesh)
+      while True:
+        yield cond
+    for start in itertools.count(0, batch_size):
+      labels = requested[(start + np.arange(batch_size)) % requested.size]
+      cond = jax.tree.map(np.asarray, {**default, "label": labels})
+      yield parallel.global_batch(parallel.local_rows(cond), mesh)
   from jaxgen import data  # pylint: disable=g-import-not-at-top
   while True:
     for local in data.eval_iterator(config.data, global_batch_size=batch_size):

@@ -11,7 +11,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from jaxgen import main
+from jaxgen import config_check, main
 from jaxgen.configs import base_config, load_config_file
 from jaxgen.data import sources
 from jaxgen.gan import heads
@@ -404,3 +404,22 @@ def test_cgan_sample_mode_takes_labels(tmp_path, mnist_numpy):
     assert f["image"].shape == (20, 28, 28, 1)
     np.testing.assert_array_equal(f["cond_label"], np.arange(20) % 10)
   assert pathlib.Path(path + ".png").exists()
+  # Requested classes, cycled over the whole sequence (25 samples in batches of 10).
+  with c.unlocked():
+    c.eval.labels = (3, 7, 1)
+  path = main.run(c, str(tmp_path), "sample", num_samples=25)
+  with np.load(path + ".npz") as f:
+    np.testing.assert_array_equal(f["cond_label"], np.array([3, 7, 1])[np.arange(25) % 3])
+
+
+def test_eval_labels_are_checked_before_anything_runs():
+  c = load_config_file(str(REPO / "configs/gan/cgan_mnist.py") + ":tiny")
+  with c.unlocked():
+    c.eval.labels = (3, 10)
+  with pytest.raises(ConfigError, match=r"config.eval.labels=\(3, 10\) has \[10\].*\[0, 10\)"):
+    config_check.validate(c, benchmark=True)
+  v = load_config_file(str(REPO / "configs/gan/vanilla_mnist.py") + ":tiny")
+  with v.unlocked():
+    v.eval.labels = (3,)
+  with pytest.raises(ConfigError, match="does not sample per class"):
+    config_check.validate(v, benchmark=True)
