@@ -17,6 +17,10 @@ reference code's fixed std); lambda = 1; Adam, lr 2e-4 for D and 1e-3 for G, bet
 50 epochs of 100 updates (5000 steps).
 Target: matching c1's values to digit classes gives about 5% test error (Sec. 7.1); c2, c3
 capture rotation and width. The test suite checks Q's accuracy on the categorical code of samples.
+Measured (this config for 1500 steps, 15 min on a 2-core CPU): a classifier trained on real MNIST
+(tests/test_gan_learning.py's) maps 1000 traversal samples' categorical codes to digits with 93.2 %
+majority-mapping accuracy (the paper's 5 % error is 95 %); 9 of the 10 digits have a code of their
+own (4 and 9 share two codes), and continuous code 0 varies the stroke width.
 """
 import ml_collections
 
