@@ -100,10 +100,11 @@ def _conv_3x3_s2(x: jax.Array, kernel: jax.Array) -> jax.Array:
 
   The forward pass is XLA's, the kernel gradient `_conv_s2_kernel_grad`. The input gradient
   dx[2i - 1 + k] += g[i] kernel[k] is PyTorch's `ConvTranspose2d(3, 2, padding=1,
-  output_padding=1)` of the output gradient, computed sub-pixel by `conv_transpose_3x3_s2` (9 multiply-adds per output-gradient
-  pixel and channel, where XLA's input-dilated convolution does 36 and runs as a loop on XLA:CPU):
-  2.4x faster for SRGAN's 48x48x64 -> 96x96x64 layer at batch 16 on a 2-core CPU, 2.5x for
-  24x24x128 -> 48x48x128, 1.2x for the smaller ones. Twice differentiable.
+  output_padding=1)` of the output gradient, computed sub-pixel by `conv_transpose_3x3_s2` (9
+  multiply-adds per output-gradient pixel and channel, where XLA's input-dilated convolution does
+  36 and runs as a loop on XLA:CPU): 2.4x faster for SRGAN's 48x48x64 -> 96x96x64 layer at batch
+  16 on a 2-core CPU, 2.5x for 24x24x128 -> 48x48x128, 1.2x for the smaller ones. Twice
+  differentiable.
   """
   return _conv_s2(x, kernel)
 
